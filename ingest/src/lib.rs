@@ -1,0 +1,111 @@
+//! tarn's ingest: everything that puts data into the lake.
+//!
+//! Owns: writing managed Delta tables from Arrow batches (batch loads, the demo data), and
+//! removing a managed table's data when it is dropped. Stream logs, delivery, replication and
+//! compaction will live here too.
+//! Must not: build a DataFusion `SessionContext` or depend on `tarn-sql` / `tarn-server`.
+
+mod delta;
+mod error;
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow_schema::SchemaRef;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+use tarn_catalog::open_store;
+use url::Url;
+
+pub use delta::WriteMode;
+pub use error::{Error, Result};
+
+/// Writes data into the lake.
+#[derive(Debug, Default)]
+pub struct Ingester {}
+
+impl Ingester {
+    pub fn new() -> Self {
+        Self {}
+    }
+
+    /// Writes `batches` into the Delta table at `location` as one commit; returns its version.
+    /// With [`WriteMode::Create`] and no batches, creates an empty table with `schema`.
+    pub async fn write_batches(
+        &self,
+        location: &Url,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        partition_columns: &[String],
+        mode: WriteMode,
+    ) -> Result<u64> {
+        delta::write_batches(location, schema, batches, partition_columns, mode).await
+    }
+
+    /// Opens the Delta table at `location`, which may not hold a table yet (then its version
+    /// is `None`). Local folders are created.
+    pub async fn open_delta(&self, location: &Url) -> Result<deltalake::DeltaTable> {
+        delta::open(location).await
+    }
+
+    /// Removes every object under `location` (a managed table's folder).
+    pub async fn remove_data(&self, location: &Url) -> Result<usize> {
+        let remove_err =
+            |source| Error::Remove { location: location.to_string(), source };
+        let (store, prefix): (Arc<dyn ObjectStore>, _) = open_store(location)?;
+        let paths = store.list(Some(&prefix)).map_ok(|meta| meta.location).boxed();
+        let removed: Vec<_> = store.delete_stream(paths).try_collect().await.map_err(remove_err)?;
+        Ok(removed.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec![Some("a"), None])),
+            ],
+        )
+        .expect("batch")
+    }
+
+    #[tokio::test]
+    async fn create_append_and_remove_a_delta_table() -> Result<()> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = Url::from_directory_path(dir.path().join("t")).expect("url");
+        let ingester = Ingester::new();
+        let b = batch();
+        let v0 = ingester
+            .write_batches(&location, b.schema(), vec![], &[], WriteMode::Create)
+            .await?;
+        assert_eq!(v0, 0);
+        let err = ingester
+            .write_batches(&location, b.schema(), vec![], &[], WriteMode::Create)
+            .await
+            .expect_err("exists");
+        assert!(matches!(err, Error::LocationNotEmpty { .. }), "{err}");
+        let v1 = ingester
+            .write_batches(&location, b.schema(), vec![b.clone()], &[], WriteMode::Append)
+            .await?;
+        assert_eq!(v1, 1);
+        assert!(dir.path().join("t/_delta_log").is_dir());
+        let removed = ingester.remove_data(&location).await?;
+        assert!(removed >= 3, "log entries and a data file, got {removed}");
+        assert!(!dir.path().join("t/_delta_log/00000000000000000000.json").exists());
+        Ok(())
+    }
+}

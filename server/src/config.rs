@@ -1,0 +1,167 @@
+//! tarn's configuration: one strict serde tree, layered defaults → `tarn.toml` → `TARN__…`
+//! environment variables → command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use tarn_catalog::CatalogConfig;
+use tarn_sql::EngineConfig;
+
+use crate::error::{Error, Result};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TarnConfig {
+    /// Where the lake lives: a folder, `file:///…` or `memory:///`.
+    pub warehouse: String,
+    /// Load the demo database (TPC-H at scale 0.01 and an events table) if it is missing.
+    pub demo: bool,
+    /// Write the bound addresses as JSON here once every listener is up.
+    pub address_file: Option<PathBuf>,
+    pub pg: PgConfig,
+    pub http: HttpConfig,
+    pub flight: FlightConfig,
+    pub catalog: CatalogConfig,
+    pub engine: EngineConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+impl Default for TarnConfig {
+    fn default() -> Self {
+        Self {
+            warehouse: "./tarn-data".to_owned(),
+            demo: false,
+            address_file: None,
+            pg: PgConfig::default(),
+            http: HttpConfig::default(),
+            flight: FlightConfig::default(),
+            catalog: CatalogConfig::default(),
+            engine: EngineConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+/// `[pg]`: the Postgres wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgConfig {
+    /// `HOST:PORT`; port 0 picks a free port.
+    pub addr: String,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self { addr: "127.0.0.1:5433".to_owned() }
+    }
+}
+
+/// `[http]`: health, the JSON query endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub addr: String,
+    /// Rows the JSON query endpoint returns at most; the answer says when it cut.
+    pub max_rows: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { addr: "127.0.0.1:8080".to_owned(), max_rows: 10_000 }
+    }
+}
+
+/// `[flight]`: Arrow Flight SQL. Not served yet; setting it is refused with a clear message.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlightConfig {
+    pub addr: Option<String>,
+}
+
+/// `[shutdown]`: how long open connections get to finish on SIGINT/SIGTERM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    pub timeout_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { timeout_secs: 10 }
+    }
+}
+
+/// Values given on the command line; each overrides every other layer.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub warehouse: Option<String>,
+    pub pg_addr: Option<String>,
+    pub http_addr: Option<String>,
+    pub flight_addr: Option<String>,
+    pub address_file: Option<PathBuf>,
+    pub demo: bool,
+}
+
+impl TarnConfig {
+    /// Layers defaults, the config file, `TARN__SECTION__KEY` environment variables and the
+    /// overrides, then validates.
+    pub fn load(overrides: &Overrides) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(TarnConfig::default()));
+        if let Some(path) = &overrides.config_file {
+            if !path.is_file() {
+                return Err(Error::Config(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("TARN__").split("__"));
+        let o = overrides;
+        let set = |f: Figment, key: &str, v: &Option<String>| match v {
+            Some(v) => f.merge(Serialized::default(key, v)),
+            None => f,
+        };
+        figment = set(figment, "warehouse", &o.warehouse);
+        figment = set(figment, "pg.addr", &o.pg_addr);
+        figment = set(figment, "http.addr", &o.http_addr);
+        figment = set(figment, "flight.addr", &o.flight_addr);
+        if let Some(p) = &o.address_file {
+            figment = figment.merge(Serialized::default("address_file", p));
+        }
+        if o.demo {
+            figment = figment.merge(Serialized::default("demo", true));
+        }
+        let config: TarnConfig = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        parse_addr("pg.addr", &self.pg.addr)?;
+        parse_addr("http.addr", &self.http.addr)?;
+        if let Some(addr) = &self.flight.addr {
+            parse_addr("flight.addr", addr)?;
+            return Err(Error::Config(
+                "flight.addr: Arrow Flight SQL is not supported yet; remove the setting".to_owned(),
+            ));
+        }
+        tarn_catalog::parse_location(&self.warehouse)
+            .map_err(|e| Error::Config(format!("warehouse: {e}")))?;
+        self.engine
+            .memory_limit_bytes()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if self.http.max_rows == 0 {
+            return Err(Error::Config("http.max_rows: must be at least 1".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn parse_addr(key: &str, value: &str) -> Result<SocketAddr> {
+    value.parse().map_err(|_| {
+        Error::Config(format!("{key}: {value:?} is not HOST:PORT with an IP address, like 127.0.0.1:5433"))
+    })
+}

@@ -1,0 +1,123 @@
+//! HTTP: `GET /health` and `POST /query` (JSON in, JSON out).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use datafusion::arrow::array::RecordBatch;
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tarn_sql::{QueryEngine, QueryOutput};
+
+#[derive(Clone)]
+pub(crate) struct HttpState {
+    pub(crate) engine: QueryEngine,
+    pub(crate) max_rows: usize,
+}
+
+pub(crate) fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/query", post(query))
+        .with_state(Arc::new(state))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryRequest {
+    sql: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Column {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+}
+
+/// A SQL error as JSON, with the same SQLSTATE the Postgres wire would send.
+struct QueryError(tarn_sql::Error);
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let code = self.0.sqlstate();
+        // Classes 0A, 22, 23, 2B, 3F, 42: the statement's fault; the rest is the server's.
+        let user_fault = ["0A", "22", "23", "2B", "3F", "42"].iter().any(|c| code.starts_with(c));
+        let (status, message) = if user_fault {
+            (StatusCode::BAD_REQUEST, self.0.to_string())
+        } else {
+            tracing::error!(error = %self.0, code, "query failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("internal error ({code}); see the server log"))
+        };
+        (status, Json(json!({"error": message, "sqlstate": code}))).into_response()
+    }
+}
+
+/// Runs every statement; answers with the last one's rows (at most `max_rows`) or command tag.
+async fn query(
+    State(state): State<Arc<HttpState>>,
+    Json(request): Json<QueryRequest>,
+) -> Result<Json<Value>, QueryError> {
+    let session = state.engine.session().map_err(QueryError)?;
+    let mut outputs = session.sql(&request.sql).await.map_err(QueryError)?;
+    let Some(last) = outputs.pop() else {
+        return Ok(Json(json!({"command": "EMPTY"})));
+    };
+    match last {
+        QueryOutput::Command(tag) => Ok(Json(json!({"command": tag.command, "rows": tag.rows}))),
+        QueryOutput::Rows(df) => {
+            let columns: Vec<Column> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| Column { name: f.name().clone(), data_type: f.data_type().to_string() })
+                .collect();
+            let mut stream = df
+                .execute_stream()
+                .await
+                .map_err(|e| QueryError(tarn_sql::Error::DataFusion(e)))?;
+            let mut batches: Vec<RecordBatch> = Vec::new();
+            let mut rows = 0;
+            let mut truncated = false;
+            while let Some(batch) =
+                stream.try_next().await.map_err(|e| QueryError(tarn_sql::Error::DataFusion(e)))?
+            {
+                let take = batch.num_rows().min(state.max_rows - rows);
+                if take < batch.num_rows() {
+                    truncated = true;
+                }
+                rows += take;
+                batches.push(batch.slice(0, take));
+                if rows == state.max_rows {
+                    truncated = truncated || stream.try_next().await.ok().flatten().is_some();
+                    break;
+                }
+            }
+            let rows = rows_as_json(&batches).map_err(QueryError)?;
+            Ok(Json(json!({"columns": columns, "rows": rows, "truncated": truncated})))
+        }
+    }
+}
+
+fn rows_as_json(batches: &[RecordBatch]) -> tarn_sql::Result<Vec<Map<String, Value>>> {
+    let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    writer
+        .write_batches(&refs)
+        .map_err(|e| tarn_sql::Error::DataFusion(e.into()))?;
+    writer.finish().map_err(|e| tarn_sql::Error::DataFusion(e.into()))?;
+    let bytes = writer.into_inner();
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| tarn_sql::Error::DataFusion(datafusion::error::DataFusionError::External(Box::new(e))))
+}

@@ -1,0 +1,163 @@
+//! The composition root: opens the catalog, builds the engine, binds every listener, and shuts
+//! everything down in order.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgwire::api::ConnectionManager;
+use tarn_catalog::Catalog;
+use tarn_ingest::Ingester;
+use tarn_sql::{QueryEngine, QueryEngineArgs};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{TarnConfig, parse_addr};
+use crate::error::{Error, Result};
+use crate::http::{HttpState, router};
+use crate::pg::ConnectionHandlers;
+
+/// The addresses every listener is bound to (port 0 resolved).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct BoundAddrs {
+    pub pg: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// A running tarn: listeners bound, tasks spawned. Drop it or call [`Server::shutdown`].
+#[derive(Debug)]
+pub struct Server {
+    addrs: BoundAddrs,
+    engine: QueryEngine,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    shutdown_timeout: Duration,
+}
+
+async fn bind(service: &'static str, key: &str, addr: &str) -> Result<TcpListener> {
+    let parsed = parse_addr(key, addr)?;
+    TcpListener::bind(parsed)
+        .await
+        .map_err(|source| Error::Bind { service, addr: addr.to_owned(), source })
+}
+
+impl Server {
+    /// Opens the warehouse and starts serving. Returns once every listener is bound.
+    pub async fn start(config: TarnConfig) -> Result<Self> {
+        let warehouse = tarn_catalog::parse_location(&config.warehouse)?;
+        let catalog = Arc::new(Catalog::open(warehouse, config.catalog.clone()).await?);
+        let engine = QueryEngine::try_new(QueryEngineArgs {
+            catalog,
+            ingester: Arc::new(Ingester::new()),
+            config: config.engine.clone(),
+        })
+        .await?;
+        if config.demo {
+            crate::demo::load(&engine).await?;
+        }
+
+        let pg = bind("Postgres wire", "pg.addr", &config.pg.addr).await?;
+        let http = bind("HTTP", "http.addr", &config.http.addr).await?;
+        let local = |l: &TcpListener, service, addr: &str| {
+            l.local_addr().map_err(|source| Error::Bind { service, addr: addr.to_owned(), source })
+        };
+        let addrs = BoundAddrs {
+            pg: local(&pg, "Postgres wire", &config.pg.addr)?,
+            http: local(&http, "HTTP", &config.http.addr)?,
+        };
+
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(serve_pg(pg, engine.clone(), cancel.clone(), tasks.clone()));
+        let app = router(HttpState { engine: engine.clone(), max_rows: config.http.max_rows });
+        let http_cancel = cancel.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(http, app)
+                .with_graceful_shutdown(http_cancel.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+
+        if let Some(path) = &config.address_file {
+            let body = serde_json::to_vec(&BTreeMap::from([
+                ("pg", addrs.pg.to_string()),
+                ("http", addrs.http.to_string()),
+            ]))
+            .map_err(|e| Error::Config(e.to_string()))?;
+            // Written whole then renamed, so a reader never sees half a file.
+            let tmp = path.with_extension("tmp");
+            let write = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path));
+            write.map_err(|source| Error::AddressFile { path: path.display().to_string(), source })?;
+        }
+        tracing::info!(pg = %addrs.pg, http = %addrs.http, warehouse = %config.warehouse, "tarn is ready");
+        Ok(Self {
+            addrs,
+            engine,
+            cancel,
+            tasks,
+            shutdown_timeout: Duration::from_secs(config.shutdown.timeout_secs),
+        })
+    }
+
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    pub fn engine(&self) -> &QueryEngine {
+        &self.engine
+    }
+
+    /// Stops accepting, gives open connections the configured time to finish, then returns.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(self.shutdown_timeout, self.tasks.wait()).await.is_err() {
+            tracing::warn!(
+                timeout_secs = self.shutdown_timeout.as_secs(),
+                "connections still open at shutdown were closed"
+            );
+        }
+        tracing::info!("tarn stopped");
+    }
+}
+
+async fn serve_pg(listener: TcpListener, engine: QueryEngine, cancel: CancellationToken, tasks: TaskTracker) {
+    let connections = Arc::new(ConnectionManager::new());
+    loop {
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: keep serving the others.
+                tracing::warn!(error = %e, "Postgres wire: accept failed");
+                continue;
+            }
+        };
+        let session = match engine.session() {
+            Ok(session) => session,
+            Err(e) => {
+                tracing::error!(error = %e, %peer, "cannot create a session");
+                continue;
+            }
+        };
+        let handlers = Arc::new(ConnectionHandlers::new(session, Arc::clone(&connections)));
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                result = pgwire::tokio::process_socket(socket, None, handlers) => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, %peer, "Postgres connection ended with an error");
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,246 @@
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use tarn_catalog::{Catalog, Database, Op};
+use tarn_ingest::Ingester;
+
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::provider::LakeCatalogProvider;
+
+/// The one DataFusion catalog tarn exposes; its schemas are tarn databases.
+pub const CATALOG_NAME: &str = "tarn";
+/// The database unqualified names resolve in, created on first start.
+pub const DEFAULT_DATABASE: &str = "public";
+
+/// What [`QueryEngine::try_new`] needs.
+#[derive(Debug)]
+pub struct QueryEngineArgs {
+    pub catalog: Arc<Catalog>,
+    pub ingester: Arc<Ingester>,
+    pub config: EngineConfig,
+}
+
+/// Plans and runs SQL over the lake. Cheap to clone; every connection gets its own [`Session`].
+#[derive(Debug, Clone)]
+pub struct QueryEngine {
+    inner: Arc<EngineInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct EngineInner {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) ingester: Arc<Ingester>,
+    config: EngineConfig,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl QueryEngine {
+    /// Builds the engine: the shared memory pool and spill folder, and the default database.
+    pub async fn try_new(args: QueryEngineArgs) -> Result<Self> {
+        let QueryEngineArgs { catalog, ingester, config } = args;
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = config.memory_limit_bytes()? {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        }
+        let disk = match &config.spill_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::Config {
+                    key: "engine.spill_dir",
+                    reason: format!("cannot create {}: {e}", dir.display()),
+                })?;
+                DiskManagerMode::Directories(vec![dir.clone()])
+            }
+            None => DiskManagerMode::OsTmpDirectory,
+        };
+        runtime = runtime.with_disk_manager_builder(DiskManagerBuilder::default().with_mode(disk));
+        let runtime = Arc::new(runtime.build()?);
+
+        if catalog.snapshot().database(DEFAULT_DATABASE).is_none() {
+            let op = Op::CreateDatabase {
+                database: Database {
+                    name: DEFAULT_DATABASE.to_owned(),
+                    properties: Default::default(),
+                    created_at: chrono::Utc::now(),
+                },
+            };
+            match catalog.commit(vec![op]).await {
+                Ok(_) | Err(tarn_catalog::Error::DatabaseExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Self { inner: Arc::new(EngineInner { catalog, ingester, config, runtime }) })
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.inner.catalog
+    }
+
+    pub fn ingester(&self) -> &Arc<Ingester> {
+        &self.inner.ingester
+    }
+
+    /// A new session: its own settings (`SET` never leaks between sessions), the shared catalog,
+    /// memory pool and object stores.
+    pub fn session(&self) -> Result<Session> {
+        let cfg = &self.inner.config;
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true);
+        if cfg.target_partitions > 0 {
+            config = config.with_target_partitions(cfg.target_partitions);
+        }
+        if cfg.batch_size > 0 {
+            config = config.with_batch_size(cfg.batch_size);
+        }
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&self.inner.runtime))
+            .with_default_features()
+            // Lowers deltalake's own plan nodes (write metrics) inside our sessions.
+            .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_catalog(
+            CATALOG_NAME,
+            Arc::new(LakeCatalogProvider::new(Arc::clone(&self.inner.catalog))),
+        );
+        setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))?;
+        Ok(Session {
+            ctx,
+            engine: Arc::clone(&self.inner),
+            pg_parser: PostgresCompatibilityParser::new(),
+        })
+    }
+}
+
+/// The result of one statement.
+#[derive(Debug)]
+pub enum QueryOutput {
+    /// Rows, streamed when the frame is executed.
+    Rows(DataFrame),
+    /// A command that returns no rows: its Postgres command tag and, where it has one, a count.
+    Command(CommandTag),
+}
+
+/// What a command did, as Postgres reports it (`CREATE TABLE`, `INSERT 0 3`, `SELECT 5`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTag {
+    pub command: &'static str,
+    pub rows: Option<u64>,
+}
+
+impl CommandTag {
+    pub(crate) fn new(command: &'static str) -> Self {
+        Self { command, rows: None }
+    }
+
+    pub(crate) fn with_rows(command: &'static str, rows: u64) -> Self {
+        Self { command, rows: Some(rows) }
+    }
+}
+
+/// One connection's SQL session.
+pub struct Session {
+    pub(crate) ctx: SessionContext,
+    pub(crate) engine: Arc<EngineInner>,
+    pg_parser: PostgresCompatibilityParser,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("session_id", &self.ctx.session_id()).finish()
+    }
+}
+
+impl Session {
+    /// The DataFusion context, for the wire protocols' type and parameter handling.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Splits and parses `sql`. Postgres syntax first (with the rewrites BI tools and psql
+    /// need); DataFusion's own statements (`CREATE EXTERNAL TABLE`, `COPY … TO`) otherwise.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        match self.pg_parser.parse(sql) {
+            Ok(statements) => {
+                Ok(statements.into_iter().map(|s| Statement::Statement(Box::new(s))).collect())
+            }
+            Err(pg_err) => {
+                let dialect = PostgreSqlDialect {};
+                let parsed = DFParserBuilder::new(sql)
+                    .with_dialect(&dialect)
+                    .build()
+                    .and_then(|mut p| p.parse_statements());
+                match parsed {
+                    Ok(statements) => Ok(statements.into_iter().collect()),
+                    // Report the Postgres parser's complaint: it knows most of the grammar.
+                    Err(_) => Err(Error::DataFusion(datafusion::error::DataFusionError::SQL(
+                        Box::new(pg_err),
+                        None,
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Plans one statement. Does no IO for queries over catalog tables.
+    pub async fn plan(&self, statement: &Statement) -> Result<LogicalPlan> {
+        if let Some(plan) = crate::ddl::plan_special(statement)? {
+            return Ok(plan);
+        }
+        Ok(self.ctx.state().statement_to_plan(statement.clone()).await?)
+    }
+
+    /// Runs a planned statement. DDL and inserts run now; queries run when their rows are read.
+    pub async fn execute(&self, plan: LogicalPlan) -> Result<QueryOutput> {
+        match plan {
+            LogicalPlan::Ddl(ddl) => self.execute_ddl(ddl).await.map(QueryOutput::Command),
+            LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => {
+                self.execute_insert(dml).await.map(QueryOutput::Command)
+            }
+            plan => Ok(QueryOutput::Rows(self.ctx.execute_logical_plan(plan).await?)),
+        }
+    }
+
+    /// Parses, plans and runs every statement in `sql`, in order. The rows of all but the last
+    /// statement are read before the next one runs.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<QueryOutput>> {
+        let statements = self.parse(sql)?;
+        let count = statements.len();
+        let mut outputs = Vec::with_capacity(count);
+        for (i, statement) in statements.iter().enumerate() {
+            let plan = self.plan(statement).await?;
+            let output = match self.execute(plan).await? {
+                QueryOutput::Rows(df) if i + 1 < count => QueryOutput::Rows(self.materialize(df).await?),
+                output => output,
+            };
+            outputs.push(output);
+        }
+        Ok(outputs)
+    }
+
+    /// Runs `df` now and returns a frame over its collected rows.
+    pub async fn materialize(&self, df: DataFrame) -> Result<DataFrame> {
+        let schema = Arc::clone(df.schema().inner());
+        let batches: Vec<RecordBatch> = df.collect().await?;
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+        Ok(self.ctx.read_table(Arc::new(table))?)
+    }
+
+    pub(crate) fn ddl_not_supported(ddl: &DdlStatement) -> Error {
+        Error::not_supported(format!("{}", ddl.name()))
+    }
+}

@@ -1,0 +1,118 @@
+use datafusion::error::DataFusionError;
+
+/// Everything that can go wrong planning or running a statement.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// From DataFusion: SQL errors, planning errors, execution errors.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+
+    #[error(transparent)]
+    Catalog(#[from] tarn_catalog::Error),
+
+    #[error(transparent)]
+    Ingest(#[from] tarn_ingest::Error),
+
+    #[error("Delta table at {location}: {source}")]
+    Delta {
+        location: String,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+
+    /// Something SQL users might expect that tarn does not do (yet).
+    #[error("{feature} is not supported yet")]
+    NotSupported { feature: String },
+
+    #[error("location {location} {reason}")]
+    Location { location: String, reason: String },
+
+    #[error("invalid configuration: {key}: {reason}")]
+    Config { key: &'static str, reason: String },
+}
+
+impl Error {
+    pub(crate) fn not_supported(feature: impl Into<String>) -> Self {
+        Self::NotSupported { feature: feature.into() }
+    }
+
+    /// The SQLSTATE a Postgres client should see for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        use tarn_catalog::Error as C;
+        match self {
+            Self::DataFusion(e) => datafusion_sqlstate(e),
+            Self::Catalog(C::DatabaseNotFound { .. }) => "3F000",
+            Self::Catalog(C::DatabaseExists { .. }) => "42P06",
+            Self::Catalog(C::DatabaseNotEmpty { .. }) => "2BP01",
+            Self::Catalog(C::TableNotFound { .. }) => "42P01",
+            Self::Catalog(C::TableExists { .. }) => "42P07",
+            Self::Catalog(C::InvalidName { .. }) => "42602",
+            Self::Catalog(_) => "58000",
+            Self::Ingest(tarn_ingest::Error::LocationNotEmpty { .. }) => "42P07",
+            Self::Ingest(_) | Self::Delta { .. } => "58000",
+            Self::NotSupported { .. } => "0A000",
+            Self::Location { .. } => "58P01",
+            Self::Config { .. } => "F0000",
+        }
+    }
+}
+
+/// Maps a DataFusion error to the closest Postgres SQLSTATE.
+pub fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+    match e.find_root() {
+        DataFusionError::SQL(..) => "42601",
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::SchemaError(err, _) => {
+            let msg = err.to_string();
+            if msg.contains("not found") || msg.contains("No field named") {
+                "42703"
+            } else if msg.contains("ambiguous") || msg.contains("Ambiguous") {
+                "42702"
+            } else if msg.contains("duplicate") || msg.contains("Duplicate") {
+                "42701"
+            } else {
+                "42000"
+            }
+        }
+        DataFusionError::Plan(msg) => {
+            if msg.contains("table") && (msg.contains("not found") || msg.contains("not exist")) {
+                "42P01"
+            } else if msg.contains("function") && msg.contains("not found")
+                || msg.contains("Invalid function")
+                || msg.contains("No function matches")
+            {
+                "42883"
+            } else if msg.contains("Cannot infer common") || msg.contains("Cannot coerce") {
+                "42804"
+            } else if msg.contains("already exists") {
+                "42P07"
+            } else {
+                "42000"
+            }
+        }
+        DataFusionError::ArrowError(err, _) => match err.as_ref() {
+            arrow::error::ArrowError::DivideByZero => "22012",
+            arrow::error::ArrowError::CastError(_) | arrow::error::ArrowError::ParseError(_) => {
+                "22P02"
+            }
+            arrow::error::ArrowError::ComputeError(m) if m.contains("overflow") => "22003",
+            _ => "XX000",
+        },
+        DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::ParquetError(_) => "XX001",
+        DataFusionError::ObjectStore(err) => match err.as_ref() {
+            object_store::Error::NotFound { .. } => "58P01",
+            _ => "58030",
+        },
+        DataFusionError::IoError(_) => "58030",
+        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(e) => e.sqlstate(),
+            None => "XX000",
+        },
+        DataFusionError::Configuration(_) => "22023",
+        _ => "XX000",
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

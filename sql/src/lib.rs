@@ -1,0 +1,21 @@
+//! tarn's SQL engine: DataFusion sessions over the tarn catalog.
+//!
+//! Owns: the session factory ([`QueryEngine::session`]), the catalog and table providers (Delta
+//! and Parquet / CSV / JSON listings), tarn's own statements (persisted `CREATE EXTERNAL TABLE`,
+//! managed `CREATE TABLE [AS]`, `INSERT` as Delta commits, databases), and `pg_catalog` /
+//! `information_schema`.
+//! Must not: know a wire protocol. Errors carry a SQLSTATE ([`Error::sqlstate`]) that the
+//! server maps to each protocol.
+
+mod config;
+mod ddl;
+mod engine;
+mod error;
+mod provider;
+mod table;
+
+pub use config::EngineConfig;
+pub use engine::{
+    CATALOG_NAME, CommandTag, DEFAULT_DATABASE, QueryEngine, QueryEngineArgs, QueryOutput, Session,
+};
+pub use error::{Error, Result, datafusion_sqlstate};
