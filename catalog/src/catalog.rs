@@ -26,7 +26,9 @@ pub struct CatalogConfig {
 
 impl Default for CatalogConfig {
     fn default() -> Self {
-        Self { snapshot_every: DEFAULT_SNAPSHOT_EVERY }
+        Self {
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+        }
     }
 }
 
@@ -72,7 +74,9 @@ impl Catalog {
             files,
             current: RwLock::new(Arc::new(snapshot)),
             commit_lock: tokio::sync::Mutex::new(()),
-            config: CatalogConfig { snapshot_every: config.snapshot_every.max(1) },
+            config: CatalogConfig {
+                snapshot_every: config.snapshot_every.max(1),
+            },
         })
     }
 
@@ -137,11 +141,15 @@ impl Catalog {
                 next.apply(op)?;
             }
             next.version = base.version + 1;
-            let entry = LogEntry { version: next.version, committed_at: Utc::now(), ops: ops.clone() };
+            let entry = LogEntry {
+                version: next.version,
+                committed_at: Utc::now(),
+                ops: ops.clone(),
+            };
             match self.files.write_entry(&entry).await? {
                 Written::Created => {
                     let published = self.publish(next);
-                    if published.version % self.config.snapshot_every == 0 {
+                    if published.version.is_multiple_of(self.config.snapshot_every) {
                         // The log is authoritative; a missing snapshot only slows start-up.
                         if let Err(e) = self.files.write_snapshot(&published).await {
                             tracing::warn!(error = %e, "could not write catalog snapshot");
@@ -150,12 +158,17 @@ impl Catalog {
                     return Ok(published);
                 }
                 Written::AlreadyExists => {
-                    tracing::debug!(version = entry.version, "lost a catalog commit race; re-reading");
+                    tracing::debug!(
+                        version = entry.version,
+                        "lost a catalog commit race; re-reading"
+                    );
                     self.refresh_locked().await?;
                 }
             }
         }
-        Err(Error::TooMuchContention { attempts: MAX_COMMIT_ATTEMPTS })
+        Err(Error::TooMuchContention {
+            attempts: MAX_COMMIT_ATTEMPTS,
+        })
     }
 }
 
@@ -168,12 +181,16 @@ mod tests {
     use object_store::{ObjectStoreExt, PutPayload};
 
     use super::*;
-    use crate::model::{Database, Table, TableFormat, TableKind};
     use crate::TableRef;
+    use crate::model::{Database, Table, TableFormat, TableKind};
 
     fn db(name: &str) -> Op {
         Op::CreateDatabase {
-            database: Database { name: name.into(), properties: BTreeMap::new(), created_at: Utc::now() },
+            database: Database {
+                name: name.into(),
+                properties: BTreeMap::new(),
+                created_at: Utc::now(),
+            },
         }
     }
 
@@ -200,8 +217,15 @@ mod tests {
 
     async fn open(store: &Arc<dyn ObjectStore>, every: u64) -> Result<Catalog> {
         let url = Url::parse("memory:///wh/").expect("url");
-        Catalog::open_in(url, Arc::clone(store), Path::from("wh"), CatalogConfig { snapshot_every: every })
-            .await
+        Catalog::open_in(
+            url,
+            Arc::clone(store),
+            Path::from("wh"),
+            CatalogConfig {
+                snapshot_every: every,
+            },
+        )
+        .await
     }
 
     #[tokio::test]
@@ -211,7 +235,10 @@ mod tests {
         cat.commit(vec![db("sales")]).await?;
         cat.commit(vec![table("sales", "orders")]).await?;
         cat.commit(vec![table("sales", "items")]).await?;
-        cat.commit(vec![Op::DropTable { table: TableRef::new("sales", "items") }]).await?;
+        cat.commit(vec![Op::DropTable {
+            table: TableRef::new("sales", "items"),
+        }])
+        .await?;
         cat.commit(vec![table("sales", "returns")]).await?;
         let reopened = open(&store, 2).await?;
         let snap = reopened.snapshot();
@@ -221,7 +248,14 @@ mod tests {
         let orders = snap.table("sales", "orders").expect("orders");
         assert_eq!(orders.partition_columns, ["dt"]);
         assert_eq!(orders.file_schema().fields().len(), 1);
-        assert!(store.head(&Path::from("wh/_tarn/catalog/snapshot-00000000000000000004.json")).await.is_ok());
+        assert!(
+            store
+                .head(&Path::from(
+                    "wh/_tarn/catalog/snapshot-00000000000000000004.json"
+                ))
+                .await
+                .is_ok()
+        );
         Ok(())
     }
 
@@ -229,7 +263,10 @@ mod tests {
     async fn invalid_ops_write_nothing() -> Result<()> {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let cat = open(&store, 10).await?;
-        let err = cat.commit(vec![table("nope", "t")]).await.expect_err("no database");
+        let err = cat
+            .commit(vec![table("nope", "t")])
+            .await
+            .expect_err("no database");
         assert!(matches!(err, Error::DatabaseNotFound { .. }), "{err}");
         cat.commit(vec![db("a")]).await?;
         let err = cat.commit(vec![db("a")]).await.expect_err("exists");
@@ -247,10 +284,16 @@ mod tests {
         // b's snapshot is stale: it must lose the race for version 1, re-read, and land at 2.
         b.commit(vec![db("y")]).await?;
         assert_eq!(b.snapshot().version, 2);
-        let err = a.commit(vec![db("y")]).await.expect_err("y exists after refresh");
+        let err = a
+            .commit(vec![db("y")])
+            .await
+            .expect_err("y exists after refresh");
         assert!(matches!(err, Error::DatabaseExists { .. }), "{err}");
         let c = open(&store, 100).await?;
-        assert_eq!(c.snapshot().databases.keys().collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(
+            c.snapshot().databases.keys().collect::<Vec<_>>(),
+            ["x", "y"]
+        );
         Ok(())
     }
 
@@ -260,10 +303,19 @@ mod tests {
         let cat = open(&store, 100).await?;
         cat.commit(vec![db("x")]).await?;
         let path = Path::from("wh/_tarn/catalog/log/00000000000000000002.json");
-        store.put(&path, PutPayload::from_static(b"{\"version\": 2, \"ops\": [")).await.expect("put");
+        store
+            .put(
+                &path,
+                PutPayload::from_static(b"{\"version\": 2, \"ops\": ["),
+            )
+            .await
+            .expect("put");
         let err = open(&store, 100).await.expect_err("corrupt");
         let msg = err.to_string();
-        assert!(msg.contains("00000000000000000002.json") && msg.contains("corrupt"), "{msg}");
+        assert!(
+            msg.contains("00000000000000000002.json") && msg.contains("corrupt"),
+            "{msg}"
+        );
         Ok(())
     }
 
@@ -273,7 +325,10 @@ mod tests {
         let cat = open(&store, 1).await?;
         cat.commit(vec![db("x")]).await?;
         let path = Path::from("wh/_tarn/catalog/snapshot-00000000000000000001.json");
-        store.put(&path, PutPayload::from_static(b"not json")).await.expect("put");
+        store
+            .put(&path, PutPayload::from_static(b"not json"))
+            .await
+            .expect("put");
         let msg = open(&store, 1).await.expect_err("corrupt").to_string();
         assert!(msg.contains("snapshot-00000000000000000001.json"), "{msg}");
         Ok(())
@@ -286,7 +341,12 @@ mod tests {
         cat.commit(vec![db("x")]).await?;
         cat.commit(vec![db("y")]).await?;
         cat.commit(vec![db("z")]).await?;
-        store.delete(&Path::from("wh/_tarn/catalog/log/00000000000000000002.json")).await.expect("delete");
+        store
+            .delete(&Path::from(
+                "wh/_tarn/catalog/log/00000000000000000002.json",
+            ))
+            .await
+            .expect("delete");
         let err = open(&store, 100).await.expect_err("gap");
         assert!(matches!(err, Error::LogGap { missing: 2, .. }), "{err}");
         Ok(())

@@ -11,7 +11,10 @@ pub struct TableRef {
 
 impl TableRef {
     pub fn new(database: impl Into<String>, table: impl Into<String>) -> Self {
-        Self { database: database.into(), table: table.into() }
+        Self {
+            database: database.into(),
+            table: table.into(),
+        }
     }
 }
 
@@ -30,7 +33,9 @@ pub enum Error {
     #[error("database \"{database}\" already exists")]
     DatabaseExists { database: String },
 
-    #[error("database \"{database}\" is not empty ({tables} tables); drop them first or use CASCADE")]
+    #[error(
+        "database \"{database}\" is not empty ({tables} tables); drop them first or use CASCADE"
+    )]
     DatabaseNotEmpty { database: String, tables: usize },
 
     #[error("table \"{table}\" does not exist")]
@@ -53,7 +58,11 @@ pub enum Error {
     },
 
     #[error("catalog log is missing entry {missing} (found {path} after version {after})")]
-    LogGap { missing: u64, after: u64, path: String },
+    LogGap {
+        missing: u64,
+        after: u64,
+        path: String,
+    },
 
     #[error("catalog entry {path} cannot be applied: {reason}")]
     InvalidEntry { path: String, reason: String },

@@ -138,17 +138,25 @@ impl CatalogSnapshot {
             Op::CreateDatabase { database } => {
                 validate_name(&database.name)?;
                 if self.databases.contains_key(&database.name) {
-                    return Err(Error::DatabaseExists { database: database.name.clone() });
+                    return Err(Error::DatabaseExists {
+                        database: database.name.clone(),
+                    });
                 }
-                self.databases.insert(database.name.clone(), database.clone());
+                self.databases
+                    .insert(database.name.clone(), database.clone());
             }
             Op::DropDatabase { name, cascade } => {
                 if !self.databases.contains_key(name) {
-                    return Err(Error::DatabaseNotFound { database: name.clone() });
+                    return Err(Error::DatabaseNotFound {
+                        database: name.clone(),
+                    });
                 }
                 let tables: Vec<_> = self.tables_in(name).map(|t| t.name.clone()).collect();
                 if !tables.is_empty() && !cascade {
-                    return Err(Error::DatabaseNotEmpty { database: name.clone(), tables: tables.len() });
+                    return Err(Error::DatabaseNotEmpty {
+                        database: name.clone(),
+                        tables: tables.len(),
+                    });
                 }
                 for t in tables {
                     self.tables.remove(&(name.clone(), t));
@@ -158,18 +166,24 @@ impl CatalogSnapshot {
             Op::CreateTable { table } => {
                 validate_name(&table.name)?;
                 if !self.databases.contains_key(&table.database) {
-                    return Err(Error::DatabaseNotFound { database: table.database.clone() });
+                    return Err(Error::DatabaseNotFound {
+                        database: table.database.clone(),
+                    });
                 }
                 let key = (table.database.clone(), table.name.clone());
                 if self.tables.contains_key(&key) {
-                    return Err(Error::TableExists { table: table.table_ref() });
+                    return Err(Error::TableExists {
+                        table: table.table_ref(),
+                    });
                 }
                 self.tables.insert(key, Arc::new(table.clone()));
             }
             Op::DropTable { table } => {
                 let key = (table.database.clone(), table.table.clone());
                 if self.tables.remove(&key).is_none() {
-                    return Err(Error::TableNotFound { table: table.clone() });
+                    return Err(Error::TableNotFound {
+                        table: table.clone(),
+                    });
                 }
             }
         }
@@ -189,7 +203,12 @@ pub enum Op {
 
 /// Names are stored as given; they must be usable as a folder name in the warehouse.
 pub fn validate_name(name: &str) -> Result<()> {
-    let invalid = |reason| Err(Error::InvalidName { name: name.to_owned(), reason });
+    let invalid = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return invalid("must not be empty");
     }
@@ -199,7 +218,10 @@ pub fn validate_name(name: &str) -> Result<()> {
     if name.starts_with('_') || name.starts_with('.') {
         return invalid("must not start with '_' or '.' (reserved for tarn's own files)");
     }
-    if name.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+    if name
+        .chars()
+        .any(|c| c == '/' || c == '\\' || c.is_control())
+    {
         return invalid("must not contain '/', '\\' or control characters");
     }
     Ok(())

@@ -45,7 +45,11 @@ impl CatalogFiles {
     pub(crate) fn new(store: Arc<dyn ObjectStore>, warehouse: &Path) -> Self {
         let dir = warehouse.clone().join("_tarn").join("catalog");
         let log_dir = dir.clone().join("log");
-        Self { store, dir, log_dir }
+        Self {
+            store,
+            dir,
+            log_dir,
+        }
     }
 
     fn log_path(&self, version: u64) -> Path {
@@ -53,7 +57,9 @@ impl CatalogFiles {
     }
 
     fn snapshot_path(&self, version: u64) -> Path {
-        self.dir.clone().join(format!("snapshot-{version:020}.json"))
+        self.dir
+            .clone()
+            .join(format!("snapshot-{version:020}.json"))
     }
 
     /// Loads the newest snapshot and every log entry after it.
@@ -62,7 +68,10 @@ impl CatalogFiles {
             .store
             .list_with_delimiter(Some(&self.dir))
             .await
-            .map_err(|source| Error::ObjectStore { path: self.dir.to_string(), source })?;
+            .map_err(|source| Error::ObjectStore {
+                path: self.dir.to_string(),
+                source,
+            })?;
         let newest = listing
             .objects
             .iter()
@@ -94,10 +103,17 @@ impl CatalogFiles {
         let mut entries: Vec<(u64, Path)> = self
             .store
             .list_with_offset(Some(&self.log_dir), &offset)
-            .map_err(|source| Error::ObjectStore { path: self.log_dir.to_string(), source })
+            .map_err(|source| Error::ObjectStore {
+                path: self.log_dir.to_string(),
+                source,
+            })
             .try_filter_map(|meta| async move {
-                let Some(name) = meta.location.filename() else { return Ok(None) };
-                let Some(stem) = name.strip_suffix(".json") else { return Ok(None) };
+                let Some(name) = meta.location.filename() else {
+                    return Ok(None);
+                };
+                let Some(stem) = name.strip_suffix(".json") else {
+                    return Ok(None);
+                };
                 match stem.parse::<u64>() {
                     Ok(v) => Ok(Some((v, meta.location.clone()))),
                     Err(_) => Err(Error::InvalidEntry {
@@ -143,16 +159,27 @@ impl CatalogFiles {
     }
 
     pub(crate) async fn write_snapshot(&self, snapshot: &CatalogSnapshot) -> Result<Written> {
-        self.create(&self.snapshot_path(snapshot.version), snapshot).await
+        self.create(&self.snapshot_path(snapshot.version), snapshot)
+            .await
     }
 
     async fn create<T: Serialize>(&self, path: &Path, value: &T) -> Result<Written> {
         let body = serde_json::to_vec_pretty(value).map_err(Error::Encode)?;
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(path, PutPayload::from(Bytes::from(body)), opts).await {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(path, PutPayload::from(Bytes::from(body)), opts)
+            .await
+        {
             Ok(_) => Ok(Written::Created),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(Written::AlreadyExists),
-            Err(source) => Err(Error::ObjectStore { path: path.to_string(), source }),
+            Err(source) => Err(Error::ObjectStore {
+                path: path.to_string(),
+                source,
+            }),
         }
     }
 
@@ -161,11 +188,19 @@ impl CatalogFiles {
             .store
             .get(path)
             .await
-            .map_err(|source| Error::ObjectStore { path: path.to_string(), source })?
+            .map_err(|source| Error::ObjectStore {
+                path: path.to_string(),
+                source,
+            })?
             .bytes()
             .await
-            .map_err(|source| Error::ObjectStore { path: path.to_string(), source })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|source| Error::CorruptFile { path: path.to_string(), source })
+            .map_err(|source| Error::ObjectStore {
+                path: path.to_string(),
+                source,
+            })?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::CorruptFile {
+            path: path.to_string(),
+            source,
+        })
     }
 }

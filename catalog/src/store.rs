@@ -13,7 +13,10 @@ use crate::error::{Error, Result};
 /// Turns a user-supplied warehouse location into a URL: `file://`, `memory://`, or a local path
 /// (relative paths are taken from the current directory; the folder is created if missing).
 pub fn parse_location(location: &str) -> Result<Url> {
-    let invalid = |reason: String| Error::InvalidUrl { url: location.to_owned(), reason };
+    let invalid = |reason: String| Error::InvalidUrl {
+        url: location.to_owned(),
+        reason,
+    };
     if let Ok(url) = Url::parse(location)
         && url.scheme().len() > 1
     {
@@ -31,10 +34,15 @@ pub fn parse_location(location: &str) -> Result<Url> {
 /// Opens the store behind `url`, rooted at the bucket (or filesystem root), and the path of
 /// `url` inside it. Local folders are created if missing.
 pub fn open_store(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path)> {
-    let invalid = |reason: String| Error::InvalidUrl { url: url.to_string(), reason };
+    let invalid = |reason: String| Error::InvalidUrl {
+        url: url.to_string(),
+        reason,
+    };
     match url.scheme() {
         "file" => {
-            let dir = url.to_file_path().map_err(|()| invalid("not a local path".to_owned()))?;
+            let dir = url
+                .to_file_path()
+                .map_err(|()| invalid("not a local path".to_owned()))?;
             std::fs::create_dir_all(&dir)
                 .map_err(|e| invalid(format!("cannot create folder {}: {e}", dir.display())))?;
             let path = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;

@@ -22,7 +22,10 @@ pub(crate) async fn open(location: &Url) -> Result<DeltaTable> {
     tarn_catalog::open_store(location)?;
     DeltaTable::try_from_url(location.clone())
         .await
-        .map_err(|source| Error::Delta { location: location.to_string(), source })
+        .map_err(|source| Error::Delta {
+            location: location.to_string(),
+            source: Box::new(source),
+        })
 }
 
 /// Writes `batches` (possibly none) as one Delta commit and returns the new table version.
@@ -35,10 +38,16 @@ pub(crate) async fn write_batches(
 ) -> Result<u64> {
     let table = open(location).await?;
     if mode == WriteMode::Create && table.version().is_some() {
-        return Err(Error::LocationNotEmpty { location: location.to_string() });
+        return Err(Error::LocationNotEmpty {
+            location: location.to_string(),
+        });
     }
     // An empty batch carries the schema, so creating an empty table works the same way.
-    let batches = if batches.is_empty() { vec![RecordBatch::new_empty(schema)] } else { batches };
+    let batches = if batches.is_empty() {
+        vec![RecordBatch::new_empty(schema)]
+    } else {
+        batches
+    };
     let save_mode = match mode {
         WriteMode::Create => SaveMode::ErrorIfExists,
         WriteMode::Append => SaveMode::Append,
@@ -47,8 +56,9 @@ pub(crate) async fn write_batches(
     if !partition_columns.is_empty() {
         write = write.with_partition_columns(partition_columns.to_vec());
     }
-    let table = write
-        .await
-        .map_err(|source| Error::Delta { location: location.to_string(), source })?;
+    let table = write.await.map_err(|source| Error::Delta {
+        location: location.to_string(),
+        source: Box::new(source),
+    })?;
     Ok(table.version().unwrap_or_default())
 }

@@ -5,7 +5,7 @@ pub enum Error {
     Delta {
         location: String,
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
 
     #[error("a table already exists at {location}")]

@@ -50,11 +50,20 @@ impl Ingester {
 
     /// Removes every object under `location` (a managed table's folder).
     pub async fn remove_data(&self, location: &Url) -> Result<usize> {
-        let remove_err =
-            |source| Error::Remove { location: location.to_string(), source };
+        let remove_err = |source| Error::Remove {
+            location: location.to_string(),
+            source,
+        };
         let (store, prefix): (Arc<dyn ObjectStore>, _) = open_store(location)?;
-        let paths = store.list(Some(&prefix)).map_ok(|meta| meta.location).boxed();
-        let removed: Vec<_> = store.delete_stream(paths).try_collect().await.map_err(remove_err)?;
+        let paths = store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .boxed();
+        let removed: Vec<_> = store
+            .delete_stream(paths)
+            .try_collect()
+            .await
+            .map_err(remove_err)?;
         Ok(removed.len())
     }
 }
@@ -99,13 +108,23 @@ mod tests {
             .expect_err("exists");
         assert!(matches!(err, Error::LocationNotEmpty { .. }), "{err}");
         let v1 = ingester
-            .write_batches(&location, b.schema(), vec![b.clone()], &[], WriteMode::Append)
+            .write_batches(
+                &location,
+                b.schema(),
+                vec![b.clone()],
+                &[],
+                WriteMode::Append,
+            )
             .await?;
         assert_eq!(v1, 1);
         assert!(dir.path().join("t/_delta_log").is_dir());
         let removed = ingester.remove_data(&location).await?;
         assert!(removed >= 3, "log entries and a data file, got {removed}");
-        assert!(!dir.path().join("t/_delta_log/00000000000000000000.json").exists());
+        assert!(
+            !dir.path()
+                .join("t/_delta_log/00000000000000000000.json")
+                .exists()
+        );
         Ok(())
     }
 }

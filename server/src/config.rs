@@ -56,7 +56,9 @@ pub struct PgConfig {
 
 impl Default for PgConfig {
     fn default() -> Self {
-        Self { addr: "127.0.0.1:5433".to_owned() }
+        Self {
+            addr: "127.0.0.1:5433".to_owned(),
+        }
     }
 }
 
@@ -71,7 +73,10 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { addr: "127.0.0.1:8080".to_owned(), max_rows: 10_000 }
+        Self {
+            addr: "127.0.0.1:8080".to_owned(),
+            max_rows: 10_000,
+        }
     }
 }
 
@@ -114,7 +119,10 @@ impl TarnConfig {
         let mut figment = Figment::from(Serialized::defaults(TarnConfig::default()));
         if let Some(path) = &overrides.config_file {
             if !path.is_file() {
-                return Err(Error::Config(format!("config file {} does not exist", path.display())));
+                return Err(Error::Config(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             figment = figment.merge(Toml::file_exact(path));
         }
@@ -134,7 +142,9 @@ impl TarnConfig {
         if o.demo {
             figment = figment.merge(Serialized::default("demo", true));
         }
-        let config: TarnConfig = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
+        let config: TarnConfig = figment
+            .extract()
+            .map_err(|e| Error::Config(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -154,7 +164,9 @@ impl TarnConfig {
             .memory_limit_bytes()
             .map_err(|e| Error::Config(e.to_string()))?;
         if self.http.max_rows == 0 {
-            return Err(Error::Config("http.max_rows: must be at least 1".to_owned()));
+            return Err(Error::Config(
+                "http.max_rows: must be at least 1".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -162,6 +174,8 @@ impl TarnConfig {
 
 pub(crate) fn parse_addr(key: &str, value: &str) -> Result<SocketAddr> {
     value.parse().map_err(|_| {
-        Error::Config(format!("{key}: {value:?} is not HOST:PORT with an IP address, like 127.0.0.1:5433"))
+        Error::Config(format!(
+            "{key}: {value:?} is not HOST:PORT with an IP address, like 127.0.0.1:5433"
+        ))
     })
 }

@@ -27,24 +27,65 @@ fn collect<I>(batches: I) -> Result<Vec<RecordBatch>>
 where
     I: Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>,
 {
-    batches.collect::<Result<Vec<_>, _>>().map_err(|e| Error::Demo(e.to_string()))
+    batches
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Demo(e.to_string()))
 }
 
 /// Creates the demo database unless it is there already.
 pub(crate) async fn load(engine: &QueryEngine) -> Result<()> {
-    if engine.catalog().snapshot().database(DEMO_DATABASE).is_some() {
+    if engine
+        .catalog()
+        .snapshot()
+        .database(DEMO_DATABASE)
+        .is_some()
+    {
         return Ok(());
     }
-    tracing::info!("loading demo data (TPC-H scale {SCALE} and an events table) into \"{DEMO_DATABASE}\"");
+    tracing::info!(
+        "loading demo data (TPC-H scale {SCALE} and an events table) into \"{DEMO_DATABASE}\""
+    );
     let tables: Vec<(&str, Vec<RecordBatch>, Vec<String>)> = vec![
-        ("region", collect(RegionArrow::new(RegionGenerator::new(SCALE, 1, 1)))?, vec![]),
-        ("nation", collect(NationArrow::new(NationGenerator::new(SCALE, 1, 1)))?, vec![]),
-        ("supplier", collect(SupplierArrow::new(SupplierGenerator::new(SCALE, 1, 1)))?, vec![]),
-        ("customer", collect(CustomerArrow::new(CustomerGenerator::new(SCALE, 1, 1)))?, vec![]),
-        ("part", collect(PartArrow::new(PartGenerator::new(SCALE, 1, 1)))?, vec![]),
-        ("partsupp", collect(PartSuppArrow::new(PartSuppGenerator::new(SCALE, 1, 1)))?, vec![]),
-        ("orders", collect(OrderArrow::new(OrderGenerator::new(SCALE, 1, 1)))?, vec![]),
-        ("lineitem", collect(LineItemArrow::new(LineItemGenerator::new(SCALE, 1, 1)))?, vec![]),
+        (
+            "region",
+            collect(RegionArrow::new(RegionGenerator::new(SCALE, 1, 1)))?,
+            vec![],
+        ),
+        (
+            "nation",
+            collect(NationArrow::new(NationGenerator::new(SCALE, 1, 1)))?,
+            vec![],
+        ),
+        (
+            "supplier",
+            collect(SupplierArrow::new(SupplierGenerator::new(SCALE, 1, 1)))?,
+            vec![],
+        ),
+        (
+            "customer",
+            collect(CustomerArrow::new(CustomerGenerator::new(SCALE, 1, 1)))?,
+            vec![],
+        ),
+        (
+            "part",
+            collect(PartArrow::new(PartGenerator::new(SCALE, 1, 1)))?,
+            vec![],
+        ),
+        (
+            "partsupp",
+            collect(PartSuppArrow::new(PartSuppGenerator::new(SCALE, 1, 1)))?,
+            vec![],
+        ),
+        (
+            "orders",
+            collect(OrderArrow::new(OrderGenerator::new(SCALE, 1, 1)))?,
+            vec![],
+        ),
+        (
+            "lineitem",
+            collect(LineItemArrow::new(LineItemGenerator::new(SCALE, 1, 1)))?,
+            vec![],
+        ),
         ("events", vec![events()?], vec!["dt".to_owned()]),
     ];
     engine.create_database_if_missing(DEMO_DATABASE).await?;
@@ -88,7 +129,11 @@ fn events() -> Result<RecordBatch> {
         Field::new("user_id", DataType::Int64, false),
         Field::new("kind", DataType::Utf8, false),
         Field::new("amount", DataType::Float64, true),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("dt", DataType::Utf8, false),
     ]));
     RecordBatch::try_new(

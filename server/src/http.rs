@@ -50,12 +50,17 @@ impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let code = self.0.sqlstate();
         // Classes 0A, 22, 23, 2B, 3F, 42: the statement's fault; the rest is the server's.
-        let user_fault = ["0A", "22", "23", "2B", "3F", "42"].iter().any(|c| code.starts_with(c));
+        let user_fault = ["0A", "22", "23", "2B", "3F", "42"]
+            .iter()
+            .any(|c| code.starts_with(c));
         let (status, message) = if user_fault {
             (StatusCode::BAD_REQUEST, self.0.to_string())
         } else {
             tracing::error!(error = %self.0, code, "query failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("internal error ({code}); see the server log"))
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error ({code}); see the server log"),
+            )
         };
         (status, Json(json!({"error": message, "sqlstate": code}))).into_response()
     }
@@ -78,7 +83,10 @@ async fn query(
                 .schema()
                 .fields()
                 .iter()
-                .map(|f| Column { name: f.name().clone(), data_type: f.data_type().to_string() })
+                .map(|f| Column {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                })
                 .collect();
             let mut stream = df
                 .execute_stream()
@@ -87,8 +95,10 @@ async fn query(
             let mut batches: Vec<RecordBatch> = Vec::new();
             let mut rows = 0;
             let mut truncated = false;
-            while let Some(batch) =
-                stream.try_next().await.map_err(|e| QueryError(tarn_sql::Error::DataFusion(e)))?
+            while let Some(batch) = stream
+                .try_next()
+                .await
+                .map_err(|e| QueryError(tarn_sql::Error::DataFusion(e)))?
             {
                 let take = batch.num_rows().min(state.max_rows - rows);
                 if take < batch.num_rows() {
@@ -102,7 +112,9 @@ async fn query(
                 }
             }
             let rows = rows_as_json(&batches).map_err(QueryError)?;
-            Ok(Json(json!({"columns": columns, "rows": rows, "truncated": truncated})))
+            Ok(Json(
+                json!({"columns": columns, "rows": rows, "truncated": truncated}),
+            ))
         }
     }
 }
@@ -113,11 +125,14 @@ fn rows_as_json(batches: &[RecordBatch]) -> tarn_sql::Result<Vec<Map<String, Val
     writer
         .write_batches(&refs)
         .map_err(|e| tarn_sql::Error::DataFusion(e.into()))?;
-    writer.finish().map_err(|e| tarn_sql::Error::DataFusion(e.into()))?;
+    writer
+        .finish()
+        .map_err(|e| tarn_sql::Error::DataFusion(e.into()))?;
     let bytes = writer.into_inner();
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| tarn_sql::Error::DataFusion(datafusion::error::DataFusionError::External(Box::new(e))))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        tarn_sql::Error::DataFusion(datafusion::error::DataFusionError::External(Box::new(e)))
+    })
 }

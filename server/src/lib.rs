@@ -11,8 +11,6 @@ mod http;
 mod pg;
 mod server;
 
-pub use config::{
-    FlightConfig, HttpConfig, Overrides, PgConfig, ShutdownConfig, TarnConfig,
-};
+pub use config::{FlightConfig, HttpConfig, Overrides, PgConfig, ShutdownConfig, TarnConfig};
 pub use error::{Error, Result};
 pub use server::{BoundAddrs, Server};

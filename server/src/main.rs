@@ -47,8 +47,9 @@ struct ServeArgs {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TARN_LOG")
-                .unwrap_or_else(|_| "info,datafusion=warn,deltalake=warn,deltalake_core=warn,buoyant_kernel=off".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TARN_LOG").unwrap_or_else(|_| {
+                "info,datafusion=warn,deltalake=warn,deltalake_core=warn,buoyant_kernel=off".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

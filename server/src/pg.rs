@@ -67,11 +67,16 @@ impl ConnectionHandlers {
         let session = Arc::new(session);
         Self {
             query: Arc::new(TarnQueryHandler {
-                parser: Arc::new(TarnQueryParser { session: Arc::clone(&session), hooks: hooks.clone() }),
+                parser: Arc::new(TarnQueryParser {
+                    session: Arc::clone(&session),
+                    hooks: hooks.clone(),
+                }),
                 session,
                 hooks,
             }),
-            startup: Arc::new(TarnStartupHandler { connections: Arc::clone(&connections) }),
+            startup: Arc::new(TarnStartupHandler {
+                connections: Arc::clone(&connections),
+            }),
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
         }
     }
@@ -148,9 +153,9 @@ impl TarnQueryHandler {
     ) -> PgWireResult<Response> {
         match output {
             QueryOutput::Command(t) => Ok(Response::Execution(tag(t))),
-            QueryOutput::Rows(df) => {
-                Ok(Response::Query(encode_dataframe(df, format, Some(options)).await?))
-            }
+            QueryOutput::Rows(df) => Ok(Response::Query(
+                encode_dataframe(df, format, Some(options)).await?,
+            )),
         }
     }
 }
@@ -173,8 +178,9 @@ impl SimpleQueryHandler for TarnQueryHandler {
         'statements: for (i, statement) in statements.into_iter().enumerate() {
             if let Statement::Statement(s) = &statement {
                 for hook in &self.hooks {
-                    if let Some(result) =
-                        hook.handle_simple_query(s, self.session.context(), client).await
+                    if let Some(result) = hook
+                        .handle_simple_query(s, self.session.context(), client)
+                        .await
                     {
                         match result {
                             Ok(r) => responses.push(r),
@@ -277,10 +283,14 @@ impl QueryParser for TarnQueryParser {
         let statement = statements.remove(0);
         if let Statement::Statement(s) = &statement {
             for hook in &self.hooks {
-                if let Some(plan) =
-                    hook.handle_extended_parse_query(s, self.session.context(), client).await
+                if let Some(plan) = hook
+                    .handle_extended_parse_query(s, self.session.context(), client)
+                    .await
                 {
-                    return Ok(Some(PgStatement { statement, plan: plan? }));
+                    return Ok(Some(PgStatement {
+                        statement,
+                        plan: plan?,
+                    }));
                 }
             }
         }
@@ -352,6 +362,7 @@ impl ExtendedQueryHandler for TarnQueryHandler {
             .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
         let output = self.session.execute(plan).await.map_err(pg_error)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        self.respond(output, &portal.result_column_format, options).await
+        self.respond(output, &portal.result_column_format, options)
+            .await
     }
 }

@@ -40,7 +40,11 @@ async fn bind(service: &'static str, key: &str, addr: &str) -> Result<TcpListene
     let parsed = parse_addr(key, addr)?;
     TcpListener::bind(parsed)
         .await
-        .map_err(|source| Error::Bind { service, addr: addr.to_owned(), source })
+        .map_err(|source| Error::Bind {
+            service,
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 impl Server {
@@ -61,7 +65,11 @@ impl Server {
         let pg = bind("Postgres wire", "pg.addr", &config.pg.addr).await?;
         let http = bind("HTTP", "http.addr", &config.http.addr).await?;
         let local = |l: &TcpListener, service, addr: &str| {
-            l.local_addr().map_err(|source| Error::Bind { service, addr: addr.to_owned(), source })
+            l.local_addr().map_err(|source| Error::Bind {
+                service,
+                addr: addr.to_owned(),
+                source,
+            })
         };
         let addrs = BoundAddrs {
             pg: local(&pg, "Postgres wire", &config.pg.addr)?,
@@ -71,7 +79,10 @@ impl Server {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(serve_pg(pg, engine.clone(), cancel.clone(), tasks.clone()));
-        let app = router(HttpState { engine: engine.clone(), max_rows: config.http.max_rows });
+        let app = router(HttpState {
+            engine: engine.clone(),
+            max_rows: config.http.max_rows,
+        });
         let http_cancel = cancel.clone();
         tasks.spawn(async move {
             let served = axum::serve(http, app)
@@ -91,7 +102,10 @@ impl Server {
             // Written whole then renamed, so a reader never sees half a file.
             let tmp = path.with_extension("tmp");
             let write = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path));
-            write.map_err(|source| Error::AddressFile { path: path.display().to_string(), source })?;
+            write.map_err(|source| Error::AddressFile {
+                path: path.display().to_string(),
+                source,
+            })?;
         }
         tracing::info!(pg = %addrs.pg, http = %addrs.http, warehouse = %config.warehouse, "tarn is ready");
         Ok(Self {
@@ -115,7 +129,10 @@ impl Server {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         self.tasks.close();
-        if tokio::time::timeout(self.shutdown_timeout, self.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(self.shutdown_timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 timeout_secs = self.shutdown_timeout.as_secs(),
                 "connections still open at shutdown were closed"
@@ -125,7 +142,12 @@ impl Server {
     }
 }
 
-async fn serve_pg(listener: TcpListener, engine: QueryEngine, cancel: CancellationToken, tasks: TaskTracker) {
+async fn serve_pg(
+    listener: TcpListener,
+    engine: QueryEngine,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
     let connections = Arc::new(ConnectionManager::new());
     loop {
         let accepted = tokio::select! {

@@ -17,6 +17,9 @@ pub struct EngineConfig {
     pub target_partitions: usize,
     /// Rows per Arrow batch. 0: DataFusion's default (8192).
     pub batch_size: usize,
+    /// How long a file listing of an external table may be reused, in seconds. 0 (the
+    /// default): every query lists again, so files other writers add are seen at once.
+    pub list_cache_ttl_secs: u64,
 }
 
 impl EngineConfig {

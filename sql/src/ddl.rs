@@ -5,21 +5,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
+use datafusion::catalog::TableProviderFactory;
 use datafusion::common::{DFSchema, SchemaReference, TableReference};
-use object_store::ObjectStoreExt as _;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::datasource::listing_table_factory::ListingTableFactory;
-use datafusion::catalog::TableProviderFactory;
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{
     CreateExternalTable, CreateMemoryTable, DdlStatement, DmlStatement, DropCatalogSchema,
     LogicalPlan, WriteOp,
 };
-use datafusion::logical_expr::dml::InsertOp;
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement as SqlStatement};
 use deltalake::DeltaTable;
 use deltalake::protocol::SaveMode;
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt as _;
 use tarn_catalog::{Database, Op, Table, TableFormat, TableKind, TableRef};
 use url::Url;
 
@@ -29,18 +29,32 @@ use crate::table::open_delta;
 
 /// Plans statements DataFusion does not plan the way tarn needs (`DROP DATABASE`).
 pub(crate) fn plan_special(statement: &Statement) -> Result<Option<LogicalPlan>> {
-    let Statement::Statement(stmt) = statement else { return Ok(None) };
+    let Statement::Statement(stmt) = statement else {
+        return Ok(None);
+    };
     match stmt.as_ref() {
-        SqlStatement::Drop { object_type: ObjectType::Database, if_exists, names, cascade, .. } => {
+        SqlStatement::Drop {
+            object_type: ObjectType::Database,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => {
             let [name] = names.as_slice() else {
-                return Err(Error::not_supported("dropping several databases in one statement"));
+                return Err(Error::not_supported(
+                    "dropping several databases in one statement",
+                ));
             };
-            Ok(Some(LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(DropCatalogSchema {
-                name: SchemaReference::Bare { schema: name.to_string().into() },
-                if_exists: *if_exists,
-                cascade: *cascade,
-                schema: Arc::new(DFSchema::empty()),
-            }))))
+            Ok(Some(LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(
+                DropCatalogSchema {
+                    name: SchemaReference::Bare {
+                        schema: name.to_string().into(),
+                    },
+                    if_exists: *if_exists,
+                    cascade: *cascade,
+                    schema: Arc::new(DFSchema::empty()),
+                },
+            ))))
         }
         _ => Ok(None),
     }
@@ -61,7 +75,10 @@ impl Session {
                 resolved.catalog
             )));
         }
-        Ok(TableRef::new(resolved.schema.as_ref(), resolved.table.as_ref()))
+        Ok(TableRef::new(
+            resolved.schema.as_ref(),
+            resolved.table.as_ref(),
+        ))
     }
 
     fn database_name(&self, name: &str) -> Result<String> {
@@ -80,13 +97,16 @@ impl Session {
                 Ok(CommandTag::new("CREATE SCHEMA"))
             }
             DdlStatement::CreateCatalog(c) => {
-                self.create_database(unquote(&c.catalog_name), c.if_not_exists).await?;
+                self.create_database(unquote(&c.catalog_name), c.if_not_exists)
+                    .await?;
                 Ok(CommandTag::new("CREATE DATABASE"))
             }
             DdlStatement::DropCatalogSchema(d) => {
                 let name = match &d.name {
                     SchemaReference::Bare { schema } => schema.to_string(),
-                    SchemaReference::Full { schema, catalog } if catalog.as_ref() == CATALOG_NAME => {
+                    SchemaReference::Full { schema, catalog }
+                        if catalog.as_ref() == CATALOG_NAME =>
+                    {
                         schema.to_string()
                     }
                     SchemaReference::Full { catalog, .. } => {
@@ -112,7 +132,11 @@ impl Session {
 
     async fn create_database(&self, name: String, if_not_exists: bool) -> Result<()> {
         let op = Op::CreateDatabase {
-            database: Database { name, properties: BTreeMap::new(), created_at: Utc::now() },
+            database: Database {
+                name,
+                properties: BTreeMap::new(),
+                created_at: Utc::now(),
+            },
         };
         match self.engine.catalog.commit(vec![op]).await {
             Err(tarn_catalog::Error::DatabaseExists { .. }) if if_not_exists => Ok(()),
@@ -135,7 +159,10 @@ impl Session {
             .filter(|t| t.kind == TableKind::Managed)
             .cloned()
             .collect();
-        self.engine.catalog.commit(vec![Op::DropDatabase { name, cascade }]).await?;
+        self.engine
+            .catalog
+            .commit(vec![Op::DropDatabase { name, cascade }])
+            .await?;
         for table in managed {
             self.remove_managed_data(&table).await;
         }
@@ -143,14 +170,22 @@ impl Session {
     }
 
     async fn drop_table(&self, table: TableRef, if_exists: bool) -> Result<()> {
-        let Some(entry) = self.engine.catalog.snapshot().table(&table.database, &table.table).cloned()
+        let Some(entry) = self
+            .engine
+            .catalog
+            .snapshot()
+            .table(&table.database, &table.table)
+            .cloned()
         else {
             if if_exists {
                 return Ok(());
             }
             return Err(tarn_catalog::Error::TableNotFound { table }.into());
         };
-        self.engine.catalog.commit(vec![Op::DropTable { table }]).await?;
+        self.engine
+            .catalog
+            .commit(vec![Op::DropTable { table }])
+            .await?;
         if entry.kind == TableKind::Managed {
             self.remove_managed_data(&entry).await;
         }
@@ -161,7 +196,12 @@ impl Session {
     /// to remove them is logged, not returned.
     async fn remove_managed_data(&self, table: &Table) {
         let result = match Url::parse(&table.location) {
-            Ok(url) => self.engine.ingester.remove_data(&url).await.map_err(|e| e.to_string()),
+            Ok(url) => self
+                .engine
+                .ingester
+                .remove_data(&url)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         if let Err(error) = result {
@@ -174,13 +214,19 @@ impl Session {
     fn check_new_table(&self, table: &TableRef, if_not_exists: bool) -> Result<bool> {
         let snapshot = self.engine.catalog.snapshot();
         if snapshot.database(&table.database).is_none() {
-            return Err(tarn_catalog::Error::DatabaseNotFound { database: table.database.clone() }.into());
+            return Err(tarn_catalog::Error::DatabaseNotFound {
+                database: table.database.clone(),
+            }
+            .into());
         }
         if snapshot.table(&table.database, &table.table).is_some() {
             if if_not_exists {
                 return Ok(false);
             }
-            return Err(tarn_catalog::Error::TableExists { table: table.clone() }.into());
+            return Err(tarn_catalog::Error::TableExists {
+                table: table.clone(),
+            }
+            .into());
         }
         tarn_catalog::validate_name(&table.table)?;
         Ok(true)
@@ -194,7 +240,9 @@ impl Session {
             return Err(Error::not_supported("temporary tables"));
         }
         let [location] = cmd.locations.as_slice() else {
-            return Err(Error::not_supported("external tables over several locations"));
+            return Err(Error::not_supported(
+                "external tables over several locations",
+            ));
         };
         let table_ref = self.resolve(&cmd.name)?;
         if !self.check_new_table(&table_ref, cmd.if_not_exists)? {
@@ -222,7 +270,9 @@ impl Session {
             (self.delta_schema(&table, &location).await?, partitions)
         } else {
             self.check_location_has_files(&url).await?;
-            let provider = ListingTableFactory::new().create(&self.ctx.state(), &cmd).await?;
+            let provider = ListingTableFactory::new()
+                .create(&self.ctx.state(), &cmd)
+                .await?;
             (provider.schema(), cmd.table_partition_cols.clone())
         };
         let now = Utc::now();
@@ -239,11 +289,18 @@ impl Session {
             created_at: now,
             updated_at: now,
         };
-        self.engine.catalog.commit(vec![Op::CreateTable { table }]).await?;
+        self.engine
+            .catalog
+            .commit(vec![Op::CreateTable { table }])
+            .await?;
         Ok(())
     }
 
-    async fn delta_schema(&self, table: &DeltaTable, location: &str) -> Result<arrow_schema::SchemaRef> {
+    async fn delta_schema(
+        &self,
+        table: &DeltaTable,
+        location: &str,
+    ) -> Result<arrow_schema::SchemaRef> {
         let provider = table.table_provider().await.map_err(|e| Error::Location {
             location: location.to_owned(),
             reason: format!("cannot be read as a Delta table: {e}"),
@@ -288,11 +345,17 @@ impl Session {
         let table_ref = self.resolve(&cmd.name)?;
         let is_ctas = !matches!(cmd.input.as_ref(), LogicalPlan::EmptyRelation(_));
         if !self.check_new_table(&table_ref, cmd.if_not_exists)? {
-            return Ok(CommandTag::new(if is_ctas { "SELECT" } else { "CREATE TABLE" }));
+            return Ok(CommandTag::new(if is_ctas {
+                "SELECT"
+            } else {
+                "CREATE TABLE"
+            }));
         }
-        let url = self.engine.catalog.managed_location(&table_ref.database, &table_ref.table)?;
+        let url = self
+            .engine
+            .catalog
+            .managed_location(&table_ref.database, &table_ref.table)?;
         let location = url.to_string();
-        let delta_err = |source| Error::Delta { location: location.clone(), source };
         let empty = self.engine.ingester.open_delta(&url).await?;
         if empty.version().is_some() {
             return Err(tarn_ingest::Error::LocationNotEmpty { location }.into());
@@ -304,7 +367,10 @@ impl Session {
             .with_save_mode(SaveMode::ErrorIfExists)
             .with_table_name(&table_ref.table)
             .await
-            .map_err(delta_err)?;
+            .map_err(|source| Error::Delta {
+                location: location.clone(),
+                source: Box::new(source),
+            })?;
         let rows = added_rows(&written).await;
         let schema = self.delta_schema(&written, &location).await?;
         let now = Utc::now();
@@ -321,19 +387,35 @@ impl Session {
             created_at: now,
             updated_at: now,
         };
-        if let Err(e) = self.engine.catalog.commit(vec![Op::CreateTable { table: table.clone() }]).await {
+        if let Err(e) = self
+            .engine
+            .catalog
+            .commit(vec![Op::CreateTable {
+                table: table.clone(),
+            }])
+            .await
+        {
             // Someone else took the name meanwhile: the data we wrote belongs to no table.
             self.remove_managed_data(&table).await;
             return Err(e.into());
         }
-        Ok(if is_ctas { CommandTag::with_rows("SELECT", rows) } else { CommandTag::new("CREATE TABLE") })
+        Ok(if is_ctas {
+            CommandTag::with_rows("SELECT", rows)
+        } else {
+            CommandTag::new("CREATE TABLE")
+        })
     }
 
     /// `INSERT INTO` a Delta table is one Delta append commit; other tables take DataFusion's
     /// path (a new file in the listing).
     pub(crate) async fn execute_insert(&self, dml: DmlStatement) -> Result<CommandTag> {
         let table_ref = self.resolve(&dml.table_name)?;
-        let entry = self.engine.catalog.snapshot().table(&table_ref.database, &table_ref.table).cloned();
+        let entry = self
+            .engine
+            .catalog
+            .snapshot()
+            .table(&table_ref.database, &table_ref.table)
+            .cloned();
         let Some(entry) = entry.filter(|t| t.format == TableFormat::Delta) else {
             let df = self.ctx.execute_logical_plan(LogicalPlan::Dml(dml)).await?;
             let batches = df.collect().await?;
@@ -348,7 +430,10 @@ impl Session {
             return Err(Error::not_supported(format!("{} on Delta tables", dml.op)));
         };
         let location = entry.location.clone();
-        let url = Url::parse(&location).map_err(|e| Error::Location { location: location.clone(), reason: e.to_string() })?;
+        let url = Url::parse(&location).map_err(|e| Error::Location {
+            location: location.clone(),
+            reason: e.to_string(),
+        })?;
         let table = open_delta(&url).await?;
         let written = table
             .write(Vec::new())
@@ -356,7 +441,10 @@ impl Session {
             .with_session_state(Arc::new(self.ctx.state()))
             .with_save_mode(SaveMode::Append)
             .await
-            .map_err(|source| Error::Delta { location, source })?;
+            .map_err(|source| Error::Delta {
+                location,
+                source: Box::new(source),
+            })?;
         Ok(CommandTag::with_rows("INSERT", added_rows(&written).await))
     }
 }
@@ -387,10 +475,18 @@ impl crate::engine::QueryEngine {
         let Some(schema) = batches.first().map(|b| b.schema()) else {
             return Err(Error::not_supported("a batch load without batches"));
         };
-        let url = self.catalog().managed_location(&table.database, &table.table)?;
+        let url = self
+            .catalog()
+            .managed_location(&table.database, &table.table)?;
         let location = url.to_string();
         self.ingester()
-            .write_batches(&url, schema, batches, &partition_columns, tarn_ingest::WriteMode::Create)
+            .write_batches(
+                &url,
+                schema,
+                batches,
+                &partition_columns,
+                tarn_ingest::WriteMode::Create,
+            )
             .await?;
         let written = open_delta(&url).await?;
         let schema = session.delta_schema(&written, &location).await?;
@@ -408,7 +504,13 @@ impl crate::engine::QueryEngine {
             created_at: now,
             updated_at: now,
         };
-        if let Err(e) = self.catalog().commit(vec![Op::CreateTable { table: entry.clone() }]).await {
+        if let Err(e) = self
+            .catalog()
+            .commit(vec![Op::CreateTable {
+                table: entry.clone(),
+            }])
+            .await
+        {
             session.remove_managed_data(&entry).await;
             return Err(e.into());
         }

@@ -2,12 +2,14 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::setup_pg_catalog;
@@ -49,7 +51,11 @@ pub(crate) struct EngineInner {
 impl QueryEngine {
     /// Builds the engine: the shared memory pool and spill folder, and the default database.
     pub async fn try_new(args: QueryEngineArgs) -> Result<Self> {
-        let QueryEngineArgs { catalog, ingester, config } = args;
+        let QueryEngineArgs {
+            catalog,
+            ingester,
+            config,
+        } = args;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = config.memory_limit_bytes()? {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
@@ -65,6 +71,12 @@ impl QueryEngine {
             None => DiskManagerMode::OsTmpDirectory,
         };
         runtime = runtime.with_disk_manager_builder(DiskManagerBuilder::default().with_mode(disk));
+        let caches = match config.list_cache_ttl_secs {
+            0 => CacheManagerConfig::default().with_list_files_cache_limit(0),
+            secs => CacheManagerConfig::default()
+                .with_list_files_cache_ttl(Some(std::time::Duration::from_secs(secs))),
+        };
+        runtime = runtime.with_cache_manager(caches);
         let runtime = Arc::new(runtime.build()?);
 
         if catalog.snapshot().database(DEFAULT_DATABASE).is_none() {
@@ -80,7 +92,14 @@ impl QueryEngine {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Self { inner: Arc::new(EngineInner { catalog, ingester, config, runtime }) })
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                catalog,
+                ingester,
+                config,
+                runtime,
+            }),
+        })
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
@@ -117,7 +136,8 @@ impl QueryEngine {
             CATALOG_NAME,
             Arc::new(LakeCatalogProvider::new(Arc::clone(&self.inner.catalog))),
         );
-        setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))?;
+        setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
+            .map_err(|e| Error::DataFusion(*e))?;
         Ok(Session {
             ctx,
             engine: Arc::clone(&self.inner),
@@ -144,11 +164,17 @@ pub struct CommandTag {
 
 impl CommandTag {
     pub(crate) fn new(command: &'static str) -> Self {
-        Self { command, rows: None }
+        Self {
+            command,
+            rows: None,
+        }
     }
 
     pub(crate) fn with_rows(command: &'static str, rows: u64) -> Self {
-        Self { command, rows: Some(rows) }
+        Self {
+            command,
+            rows: Some(rows),
+        }
     }
 }
 
@@ -161,7 +187,9 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("session_id", &self.ctx.session_id()).finish()
+        f.debug_struct("Session")
+            .field("session_id", &self.ctx.session_id())
+            .finish()
     }
 }
 
@@ -174,25 +202,33 @@ impl Session {
     /// Splits and parses `sql`. Postgres syntax first (with the rewrites BI tools and psql
     /// need); DataFusion's own statements (`CREATE EXTERNAL TABLE`, `COPY … TO`) otherwise.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
-        match self.pg_parser.parse(sql) {
-            Ok(statements) => {
-                Ok(statements.into_iter().map(|s| Statement::Statement(Box::new(s))).collect())
-            }
-            Err(pg_err) => {
-                let dialect = PostgreSqlDialect {};
-                let parsed = DFParserBuilder::new(sql)
-                    .with_dialect(&dialect)
-                    .build()
-                    .and_then(|mut p| p.parse_statements());
-                match parsed {
-                    Ok(statements) => Ok(statements.into_iter().collect()),
-                    // Report the Postgres parser's complaint: it knows most of the grammar.
-                    Err(_) => Err(Error::DataFusion(datafusion::error::DataFusionError::SQL(
-                        Box::new(pg_err),
-                        None,
-                    ))),
-                }
-            }
+        // sqlparser accepts Hive's `CREATE EXTERNAL TABLE` and Postgres' `COPY`, but DataFusion
+        // plans only its own forms of both: those go to DataFusion's parser.
+        let datafusion_only = |s: &SqlStatement| {
+            matches!(s, SqlStatement::CreateTable(t) if t.external)
+                || matches!(s, SqlStatement::Copy { .. })
+        };
+        let pg = self.pg_parser.parse(sql);
+        if let Ok(statements) = &pg
+            && !statements.iter().any(datafusion_only)
+        {
+            return Ok(statements
+                .iter()
+                .map(|s| Statement::Statement(Box::new(s.clone())))
+                .collect());
+        }
+        let dialect = PostgreSqlDialect {};
+        let df = DFParserBuilder::new(sql)
+            .with_dialect(&dialect)
+            .build()
+            .and_then(|mut p| p.parse_statements());
+        match (df, pg) {
+            (Ok(statements), _) => Ok(statements.into_iter().collect()),
+            // The Postgres parser's complaint, where it has one: it knows most of the grammar.
+            (Err(_), Err(pg_err)) => Err(Error::DataFusion(
+                datafusion::error::DataFusionError::SQL(Box::new(pg_err), None),
+            )),
+            (Err(df_err), Ok(_)) => Err(Error::DataFusion(df_err)),
         }
     }
 
@@ -201,7 +237,11 @@ impl Session {
         if let Some(plan) = crate::ddl::plan_special(statement)? {
             return Ok(plan);
         }
-        Ok(self.ctx.state().statement_to_plan(statement.clone()).await?)
+        Ok(self
+            .ctx
+            .state()
+            .statement_to_plan(statement.clone())
+            .await?)
     }
 
     /// Runs a planned statement. DDL and inserts run now; queries run when their rows are read.
@@ -211,7 +251,9 @@ impl Session {
             LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => {
                 self.execute_insert(dml).await.map(QueryOutput::Command)
             }
-            plan => Ok(QueryOutput::Rows(self.ctx.execute_logical_plan(plan).await?)),
+            plan => Ok(QueryOutput::Rows(
+                self.ctx.execute_logical_plan(plan).await?,
+            )),
         }
     }
 
@@ -224,7 +266,9 @@ impl Session {
         for (i, statement) in statements.iter().enumerate() {
             let plan = self.plan(statement).await?;
             let output = match self.execute(plan).await? {
-                QueryOutput::Rows(df) if i + 1 < count => QueryOutput::Rows(self.materialize(df).await?),
+                QueryOutput::Rows(df) if i + 1 < count => {
+                    QueryOutput::Rows(self.materialize(df).await?)
+                }
                 output => output,
             };
             outputs.push(output);
@@ -241,6 +285,6 @@ impl Session {
     }
 
     pub(crate) fn ddl_not_supported(ddl: &DdlStatement) -> Error {
-        Error::not_supported(format!("{}", ddl.name()))
+        Error::not_supported(ddl.name().to_string())
     }
 }

@@ -17,7 +17,7 @@ pub enum Error {
     Delta {
         location: String,
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
 
     /// Something SQL users might expect that tarn does not do (yet).
@@ -33,7 +33,9 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn not_supported(feature: impl Into<String>) -> Self {
-        Self::NotSupported { feature: feature.into() }
+        Self::NotSupported {
+            feature: feature.into(),
+        }
     }
 
     /// The SQLSTATE a Postgres client should see for this error.

@@ -21,7 +21,10 @@ pub(crate) struct LakeCatalogProvider {
 
 impl LakeCatalogProvider {
     pub(crate) fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog, system: RwLock::new(HashMap::new()) }
+        Self {
+            catalog,
+            system: RwLock::new(HashMap::new()),
+        }
     }
 
     fn system(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<dyn SchemaProvider>>> {
@@ -42,7 +45,10 @@ impl CatalogProvider for LakeCatalogProvider {
         }
         let snapshot = self.catalog.snapshot();
         snapshot.database(name)?;
-        Some(Arc::new(LakeSchemaProvider { snapshot, database: name.to_owned() }))
+        Some(Arc::new(LakeSchemaProvider {
+            snapshot,
+            database: name.to_owned(),
+        }))
     }
 
     /// Only system schemas are registered this way; databases are created through the engine,
@@ -53,7 +59,9 @@ impl CatalogProvider for LakeCatalogProvider {
         schema: Arc<dyn SchemaProvider>,
     ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
         if self.catalog.snapshot().database(name).is_some() {
-            return Err(DataFusionError::Plan(format!("database \"{name}\" already exists")));
+            return Err(DataFusionError::Plan(format!(
+                "database \"{name}\" already exists"
+            )));
         }
         let mut system = self.system.write().unwrap_or_else(|e| e.into_inner());
         Ok(system.insert(name.to_owned(), schema))
@@ -70,7 +78,10 @@ pub(crate) struct LakeSchemaProvider {
 #[async_trait]
 impl SchemaProvider for LakeSchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        self.snapshot.tables_in(&self.database).map(|t| t.name.clone()).collect()
+        self.snapshot
+            .tables_in(&self.database)
+            .map(|t| t.name.clone())
+            .collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {

@@ -45,8 +45,12 @@ impl LakeTableProvider {
     async fn delta(&self, state: &dyn Session) -> DfResult<Arc<dyn TableProvider>> {
         let location = &self.table.location;
         let url = Url::parse(location).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let table = open_delta(&url).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
-        table.update_datafusion_session(state).map_err(|e| delta_err(location, e))?;
+        let table = open_delta(&url)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        table
+            .update_datafusion_session(state)
+            .map_err(|e| delta_err(location, e))?;
         table.table_provider().await.map_err(|e| {
             DataFusionError::External(Box::new(Error::Location {
                 location: location.clone(),
@@ -57,14 +61,20 @@ impl LakeTableProvider {
 }
 
 fn delta_err(location: &str, source: deltalake::DeltaTableError) -> DataFusionError {
-    DataFusionError::External(Box::new(Error::Delta { location: location.to_owned(), source }))
+    DataFusionError::External(Box::new(Error::Delta {
+        location: location.to_owned(),
+        source: Box::new(source),
+    }))
 }
 
 /// Opens the Delta table at `url`; a location without a Delta log is an error.
 pub(crate) async fn open_delta(url: &Url) -> Result<DeltaTable, Error> {
     let table = DeltaTable::try_from_url(url.clone())
         .await
-        .map_err(|source| Error::Delta { location: url.to_string(), source })?;
+        .map_err(|source| Error::Delta {
+            location: url.to_string(),
+            source: Box::new(source),
+        })?;
     if table.version().is_none() {
         return Err(Error::Location {
             location: url.to_string(),
@@ -86,13 +96,17 @@ pub(crate) fn file_format(
         TableFormat::Csv => ConfigFileType::CSV,
         TableFormat::Json => ConfigFileType::JSON,
         TableFormat::Delta => {
-            return Err(DataFusionError::Internal("Delta tables have no listing format".into()));
+            return Err(DataFusionError::Internal(
+                "Delta tables have no listing format".into(),
+            ));
         }
     };
     table_options.set_config_format(file_type);
     table_options.alter_with_string_hash_map(&options.clone().into_iter().collect())?;
     Ok(match format {
-        TableFormat::Parquet => Arc::new(ParquetFormat::default().with_options(table_options.parquet)),
+        TableFormat::Parquet => {
+            Arc::new(ParquetFormat::default().with_options(table_options.parquet))
+        }
         TableFormat::Csv => Arc::new(CsvFormat::default().with_options(table_options.csv)),
         _ => Arc::new(JsonFormat::default().with_options(table_options.json)),
     })
@@ -149,7 +163,12 @@ impl TableProvider for LakeTableProvider {
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         // Filters on partition columns only are answered exactly by listing pruning; everything
         // else is used for pruning (row groups, Delta file stats) and applied again above.
-        let parts: Vec<&str> = self.table.partition_columns.iter().map(String::as_str).collect();
+        let parts: Vec<&str> = self
+            .table
+            .partition_columns
+            .iter()
+            .map(String::as_str)
+            .collect();
         Ok(filters
             .iter()
             .map(|f| {
@@ -173,8 +192,17 @@ impl TableProvider for LakeTableProvider {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         match self.table.format {
-            TableFormat::Delta => self.delta(state).await?.scan(state, projection, filters, limit).await,
-            _ => self.listing(state)?.scan(state, projection, filters, limit).await,
+            TableFormat::Delta => {
+                self.delta(state)
+                    .await?
+                    .scan(state, projection, filters, limit)
+                    .await
+            }
+            _ => {
+                self.listing(state)?
+                    .scan(state, projection, filters, limit)
+                    .await
+            }
         }
     }
 
@@ -189,7 +217,11 @@ impl TableProvider for LakeTableProvider {
             TableFormat::Delta => Err(DataFusionError::Internal(
                 "Delta inserts go through the engine".to_owned(),
             )),
-            _ => self.listing(state)?.insert_into(state, input, insert_op).await,
+            _ => {
+                self.listing(state)?
+                    .insert_into(state, input, insert_op)
+                    .await
+            }
         }
     }
 }

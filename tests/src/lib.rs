@@ -1,1 +1,196 @@
-//! placeholder
+//! Shared pieces of tarn's integration tests: a server on port 0 over a temporary warehouse,
+//! and the two sqllogictest drivers (in-process, and over the Postgres wire).
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use sqllogictest::{DBOutput, DefaultColumnType};
+use tarn_server::{Overrides, Server, TarnConfig};
+use tarn_sql::{QueryOutput, Session};
+
+/// Starts tarn on 127.0.0.1 port 0 over `warehouse`.
+pub async fn start_server(warehouse: &Path) -> anyhow::Result<Server> {
+    let overrides = Overrides {
+        warehouse: Some(warehouse.display().to_string()),
+        pg_addr: Some("127.0.0.1:0".into()),
+        http_addr: Some("127.0.0.1:0".into()),
+        ..Overrides::default()
+    };
+    Ok(Server::start(TarnConfig::load(&overrides)?).await?)
+}
+
+/// Connects tokio-postgres to a running server.
+pub async fn connect(server: &Server) -> anyhow::Result<tokio_postgres::Client> {
+    let addr = server.addrs().pg;
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user=tarn dbname=tarn",
+            addr.ip(),
+            addr.port()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Renders cells the way Postgres' text format does, so both drivers agree.
+fn render(batches: &[RecordBatch]) -> anyhow::Result<Vec<Vec<String>>> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let cells = batch
+                .columns()
+                .iter()
+                .zip(&formatters)
+                .map(|(col, f)| match col.data_type() {
+                    DataType::Boolean if !col.is_null(row) => {
+                        if f.value(row).to_string() == "true" {
+                            "t".into()
+                        } else {
+                            "f".into()
+                        }
+                    }
+                    _ => f.value(row).to_string(),
+                })
+                .collect();
+            rows.push(cells);
+        }
+    }
+    Ok(rows)
+}
+
+/// Runs `.slt` statements on a session directly.
+pub struct InProcessDb {
+    pub session: Session,
+}
+
+#[derive(Debug)]
+pub struct SltError {
+    pub message: String,
+    pub sqlstate: Option<String>,
+}
+
+impl std::fmt::Display for SltError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SltError {}
+
+impl From<tarn_sql::Error> for SltError {
+    fn from(e: tarn_sql::Error) -> Self {
+        Self {
+            sqlstate: Some(e.sqlstate().to_owned()),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for InProcessDb {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let mut outputs = self.session.sql(sql).await?;
+        match outputs.pop() {
+            None => Ok(DBOutput::StatementComplete(0)),
+            Some(QueryOutput::Command(tag)) => {
+                Ok(DBOutput::StatementComplete(tag.rows.unwrap_or(0)))
+            }
+            Some(QueryOutput::Rows(df)) => {
+                let width = df.schema().fields().len();
+                let batches = df.collect().await.map_err(tarn_sql::Error::from)?;
+                let rows = render(&batches).map_err(|e| SltError {
+                    message: e.to_string(),
+                    sqlstate: None,
+                })?;
+                Ok(DBOutput::Rows {
+                    types: vec![DefaultColumnType::Any; width],
+                    rows,
+                })
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "tarn-in-process"
+    }
+
+    fn error_sql_state(err: &SltError) -> Option<String> {
+        err.sqlstate.clone()
+    }
+}
+
+/// Runs `.slt` statements over the Postgres wire (simple query protocol).
+pub struct PgDb {
+    pub client: tokio_postgres::Client,
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for PgDb {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        use tokio_postgres::SimpleQueryMessage;
+        let messages = self.client.simple_query(sql).await.map_err(|e| SltError {
+            sqlstate: e.code().map(|c| c.code().to_owned()),
+            message: e
+                .as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
+        })?;
+        let mut rows = Vec::new();
+        let mut width = None;
+        let mut complete = None;
+        for message in messages {
+            match message {
+                SimpleQueryMessage::RowDescription(cols) => {
+                    width = Some(cols.len());
+                    rows.clear();
+                }
+                SimpleQueryMessage::Row(row) => {
+                    width = Some(row.len());
+                    rows.push(
+                        (0..row.len())
+                            .map(|i| row.get(i).unwrap_or("NULL").to_owned())
+                            .collect(),
+                    );
+                }
+                SimpleQueryMessage::CommandComplete(n) => complete = Some(n),
+                _ => {}
+            }
+        }
+        match width {
+            Some(width) => Ok(DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; width],
+                rows,
+            }),
+            None => Ok(DBOutput::StatementComplete(complete.unwrap_or(0))),
+        }
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "tarn-pg-wire"
+    }
+
+    fn error_sql_state(err: &SltError) -> Option<String> {
+        err.sqlstate.clone()
+    }
+}
