@@ -120,7 +120,10 @@ async fn query(
 }
 
 fn rows_as_json(batches: &[RecordBatch]) -> tarn_sql::Result<Vec<Map<String, Value>>> {
-    let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+    // Every column in every row: NULL is `null`, not a missing key.
+    let mut writer = datafusion::arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, datafusion::arrow::json::writer::JsonArray>(Vec::new());
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     writer
         .write_batches(&refs)

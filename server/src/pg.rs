@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement;
+use datafusion::sql::sqlparser::ast::{Set, Statement as SqlStatement};
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::arrow_pg::datatypes::df::{deserialize_parameters, encode_dataframe};
 use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
@@ -33,6 +34,105 @@ use tarn_sql::{CommandTag, QueryOutput, Session};
 pub(crate) struct PgStatement {
     statement: Statement,
     plan: LogicalPlan,
+}
+
+/// Where a `SET` or `SHOW` goes.
+enum SetShow {
+    /// DataFusion's own options (`datafusion.…`): planned and run by the session.
+    Session,
+    /// Postgres settings that shape output (`DateStyle`, `application_name`, …): kept per
+    /// connection by datafusion-postgres' hook, which the encoders read.
+    Hook,
+    /// Accepted and changes nothing: the value is the only one tarn has.
+    NoOp,
+    /// `search_path`: the session's default database, then the hook (for `SHOW`).
+    SearchPath(String),
+    /// `SET TIME ZONE`: the session's time zone, then the hook (for `SHOW`).
+    TimeZone(String),
+    Reject(&'static str, String),
+}
+
+/// Postgres settings the hook keeps and the encoders honour.
+const FORMAT_SETTINGS: [&str; 5] = [
+    "datestyle",
+    "bytea_output",
+    "intervalstyle",
+    "application_name",
+    "extra_float_digits",
+];
+/// Settings `SHOW` answers through the hook.
+const SHOWABLE: [&str; 12] = [
+    "datestyle",
+    "bytea_output",
+    "intervalstyle",
+    "application_name",
+    "extra_float_digits",
+    "search_path",
+    "time zone",
+    "timezone",
+    "server_version",
+    "statement_timeout",
+    "transaction_isolation",
+    "transaction isolation level",
+];
+
+fn unquoted(e: &datafusion::sql::sqlparser::ast::Expr) -> String {
+    e.to_string()
+        .trim_matches('\'')
+        .trim_matches('"')
+        .to_owned()
+}
+
+fn route_set_show(s: &SqlStatement) -> Option<SetShow> {
+    let unrecognized = |var: &str| {
+        SetShow::Reject(
+            "42704",
+            format!("unrecognized configuration parameter \"{var}\""),
+        )
+    };
+    let unsupported =
+        |what: String| SetShow::Reject("0A000", format!("{what} is not supported yet"));
+    match s {
+        SqlStatement::Set(Set::SingleAssignment {
+            variable, values, ..
+        }) => {
+            let var = variable.to_string().to_lowercase();
+            let value = values.first().map(unquoted).unwrap_or_default();
+            let is = |v: &str| value.eq_ignore_ascii_case(v);
+            Some(match var.as_str() {
+                v if v.starts_with("datafusion.") => SetShow::Session,
+                v if FORMAT_SETTINGS.contains(&v) => SetShow::Hook,
+                "search_path" => {
+                    SetShow::SearchPath(value.split(',').next().unwrap_or("").trim().to_owned())
+                }
+                "timezone" => SetShow::TimeZone(value),
+                "client_encoding" if is("utf8") || is("unicode") => SetShow::NoOp,
+                "standard_conforming_strings" if is("on") => SetShow::NoOp,
+                "statement_timeout" if value == "0" => SetShow::NoOp,
+                "client_encoding" | "standard_conforming_strings" | "statement_timeout" => {
+                    unsupported(format!("{var} = {value}"))
+                }
+                _ => unrecognized(&var),
+            })
+        }
+        SqlStatement::Set(Set::SetTimeZone { value, .. }) => {
+            Some(SetShow::TimeZone(unquoted(value)))
+        }
+        SqlStatement::Set(other) => Some(unsupported(other.to_string())),
+        SqlStatement::ShowVariable { variable } => {
+            let parts: Vec<String> = variable.iter().map(|v| v.value.to_lowercase()).collect();
+            if parts.first().is_some_and(|p| p == "datafusion") {
+                return Some(SetShow::Session);
+            }
+            let var = parts.join(" ");
+            Some(match var.as_str() {
+                "all" => SetShow::Session,
+                v if SHOWABLE.contains(&v) => SetShow::Hook,
+                _ => unrecognized(&var),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Maps a tarn error to an `ERROR` the client can show; the connection stays up.
@@ -145,6 +245,10 @@ pub(crate) struct TarnQueryHandler {
 }
 
 impl TarnQueryHandler {
+    fn set_show(&self, s: &SqlStatement) -> PgWireResult<bool> {
+        self.parser.set_show(s)
+    }
+
     async fn respond(
         &self,
         output: QueryOutput,
@@ -176,7 +280,20 @@ impl SimpleQueryHandler for TarnQueryHandler {
         let count = statements.len();
         let mut responses = Vec::with_capacity(count);
         'statements: for (i, statement) in statements.into_iter().enumerate() {
-            if let Statement::Statement(s) = &statement {
+            if let Statement::Statement(s) = &statement
+                && TarnQueryParser::hooks_apply(s)
+            {
+                match self.set_show(s) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        responses.push(Response::Execution(Tag::new("SET")));
+                        continue 'statements;
+                    }
+                    Err(e) => {
+                        responses.push(error_response(e));
+                        break 'statements;
+                    }
+                }
                 for hook in &self.hooks {
                     if let Some(result) = hook
                         .handle_simple_query(s, self.session.context(), client)
@@ -231,7 +348,58 @@ fn error_response(e: PgWireError) -> Response {
     }
 }
 
-/// Parameter types in `$1, $2, …` order, as DataFusion inferred them.
+/// Gives every parameter a type, as Postgres does at Parse: the type DataFusion inferred
+/// from its context (a comparison, an insert), else the type of a cast of the bare parameter
+/// (`$1::int`), else `text`. The plan's schema is recomputed so Describe reports it.
+fn resolve_parameter_types(plan: LogicalPlan) -> PgWireResult<LogicalPlan> {
+    use datafusion::arrow::datatypes::Field;
+    use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::expr::Placeholder;
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    let df_err = |e| pg_error(tarn_sql::Error::DataFusion(e));
+    let mut types = plan.get_parameter_types().map_err(df_err)?;
+    if !types.values().any(Option::is_none) {
+        return Ok(plan);
+    }
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
+                    && let Expr::Placeholder(p) = expr.as_ref()
+                    && let Some(slot @ None) = types.get_mut(&p.id)
+                {
+                    *slot = Some(field.data_type().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })
+    .map_err(df_err)?;
+    plan.transform_up_with_subqueries(|node| {
+        let node = node.map_expressions(|expr| {
+            expr.transform(|e| match e {
+                Expr::Placeholder(Placeholder { id, field: None }) => {
+                    let ty = types.get(&id).cloned().flatten().unwrap_or(DataType::Utf8);
+                    let field = Some(Arc::new(Field::new(&id, ty, true)));
+                    Ok(Transformed::yes(Expr::Placeholder(Placeholder {
+                        id,
+                        field,
+                    })))
+                }
+                e => Ok(Transformed::no(e)),
+            })
+        })?;
+        if node.transformed {
+            node.map_data(|n| n.recompute_schema())
+        } else {
+            Ok(node)
+        }
+    })
+    .map(|t| t.data)
+    .map_err(df_err)
+}
+
+/// Parameter types in `$1, $2, …` order.
 fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
     let types = plan
         .get_parameter_types()
@@ -254,6 +422,34 @@ fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
 pub(crate) struct TarnQueryParser {
     session: Arc<Session>,
     hooks: Vec<Arc<dyn QueryHook>>,
+}
+
+impl TarnQueryParser {
+    /// Applies the `SET`s tarn handles itself. `Ok(true)`: done, reply `SET`; `Ok(false)`:
+    /// carry on to the hooks (or, for DataFusion options, to the session).
+    fn set_show(&self, s: &SqlStatement) -> PgWireResult<bool> {
+        match route_set_show(s) {
+            None | Some(SetShow::Hook) | Some(SetShow::Session) => Ok(false),
+            Some(SetShow::NoOp) => Ok(true),
+            Some(SetShow::SearchPath(db)) => {
+                self.session.set_default_database(&db).map_err(pg_error)?;
+                Ok(false)
+            }
+            Some(SetShow::TimeZone(tz)) => {
+                let key = "datafusion.execution.time_zone";
+                self.session.set_option(key, &tz).map_err(pg_error)?;
+                Ok(false)
+            }
+            Some(SetShow::Reject(code, message)) => Err(PgWireError::UserError(Box::new(
+                ErrorInfo::new("ERROR".to_owned(), code.to_owned(), message),
+            ))),
+        }
+    }
+
+    /// Whether the hooks may see `s`: not DataFusion's own options, which the session runs.
+    fn hooks_apply(s: &SqlStatement) -> bool {
+        !matches!(route_set_show(s), Some(SetShow::Session))
+    }
 }
 
 #[async_trait]
@@ -281,7 +477,9 @@ impl QueryParser for TarnQueryParser {
             ))));
         }
         let statement = statements.remove(0);
-        if let Statement::Statement(s) = &statement {
+        if let Statement::Statement(s) = &statement
+            && Self::hooks_apply(s)
+        {
             for hook in &self.hooks {
                 if let Some(plan) = hook
                     .handle_extended_parse_query(s, self.session.context(), client)
@@ -295,6 +493,7 @@ impl QueryParser for TarnQueryParser {
             }
         }
         let plan = self.session.plan(&statement).await.map_err(pg_error)?;
+        let plan = resolve_parameter_types(plan)?;
         Ok(Some(PgStatement { statement, plan }))
     }
 
@@ -346,7 +545,12 @@ impl ExtendedQueryHandler for TarnQueryHandler {
         let types = parameter_types(plan)?;
         let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
         let params = deserialize_parameters(portal, &type_refs)?;
-        if let Statement::Statement(s) = statement {
+        if let Statement::Statement(s) = statement
+            && TarnQueryParser::hooks_apply(s)
+        {
+            if self.set_show(s)? {
+                return Ok(Response::Execution(Tag::new("SET")));
+            }
             for hook in &self.hooks {
                 if let Some(result) = hook
                     .handle_extended_query(s, plan, &params, self.session.context(), client)

@@ -132,6 +132,13 @@ impl QueryEngine {
             .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
             .build();
         let ctx = SessionContext::new_with_state(state);
+        // Postgres sessions have a time zone; `timestamptz` and now() need one.
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .time_zone = Some("UTC".to_owned());
         ctx.register_catalog(
             CATALOG_NAME,
             Arc::new(LakeCatalogProvider::new(Arc::clone(&self.inner.catalog))),
@@ -199,6 +206,45 @@ impl Session {
         &self.ctx
     }
 
+    /// `SHOW datafusion.x.y` as Postgres answers `SHOW`: one column named after the setting.
+    async fn plan_show(&self, name: &str) -> Result<LogicalPlan> {
+        let known = self
+            .ctx
+            .state()
+            .config_options()
+            .entries()
+            .iter()
+            .any(|e| e.key == name);
+        if !known {
+            return Err(Error::UnknownSetting {
+                name: name.to_owned(),
+            });
+        }
+        let sql = format!(
+            "SELECT value AS \"{name}\" FROM information_schema.df_settings WHERE name = '{name}'"
+        );
+        Ok(self.ctx.state().create_logical_plan(&sql).await?)
+    }
+
+    /// Sets a DataFusion option (`datafusion.…`) for this session only.
+    pub fn set_option(&self, key: &str, value: &str) -> Result<()> {
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        state.config_mut().options_mut().set(key, value)?;
+        Ok(())
+    }
+
+    /// Makes unqualified table names resolve in `database` (Postgres' `search_path`).
+    pub fn set_default_database(&self, database: &str) -> Result<()> {
+        if self.engine.catalog.snapshot().database(database).is_none() {
+            return Err(tarn_catalog::Error::DatabaseNotFound {
+                database: database.to_owned(),
+            }
+            .into());
+        }
+        self.set_option("datafusion.catalog.default_schema", database)
+    }
+
     /// Splits and parses `sql`. Postgres syntax first (with the rewrites BI tools and psql
     /// need); DataFusion's own statements (`CREATE EXTERNAL TABLE`, `COPY … TO`) otherwise.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
@@ -236,6 +282,20 @@ impl Session {
     pub async fn plan(&self, statement: &Statement) -> Result<LogicalPlan> {
         if let Some(plan) = crate::ddl::plan_special(statement)? {
             return Ok(plan);
+        }
+        if let Statement::Statement(s) = statement
+            && let SqlStatement::ShowVariable { variable } = s.as_ref()
+            && variable.len() > 1
+        {
+            return self
+                .plan_show(
+                    &variable
+                        .iter()
+                        .map(|v| v.value.to_lowercase())
+                        .collect::<Vec<_>>()
+                        .join("."),
+                )
+                .await;
         }
         Ok(self
             .ctx

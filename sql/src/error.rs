@@ -24,6 +24,9 @@ pub enum Error {
     #[error("{feature} is not supported yet")]
     NotSupported { feature: String },
 
+    #[error("unrecognized configuration parameter \"{name}\"")]
+    UnknownSetting { name: String },
+
     #[error("location {location} {reason}")]
     Location { location: String, reason: String },
 
@@ -53,6 +56,7 @@ impl Error {
             Self::Ingest(tarn_ingest::Error::LocationNotEmpty { .. }) => "42P07",
             Self::Ingest(_) | Self::Delta { .. } => "58000",
             Self::NotSupported { .. } => "0A000",
+            Self::UnknownSetting { .. } => "42704",
             Self::Location { .. } => "58P01",
             Self::Config { .. } => "F0000",
         }

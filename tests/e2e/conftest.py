@@ -1,0 +1,237 @@
+"""Fixtures that run the real `tarn` binary for the end-to-end tests.
+
+Set TARN_BIN to the binary; default: $HOME/.cache/tarn-target/debug/tarn.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TARN_BIN = os.environ.get(
+    "TARN_BIN", str(Path.home() / ".cache" / "tarn-target" / "debug" / "tarn")
+)
+# A debug build loads the demo data in ~10-15 s on 2 cores; allow plenty.
+START_TIMEOUT = float(os.environ.get("TARN_E2E_START_TIMEOUT", "180"))
+STOP_TIMEOUT = float(os.environ.get("TARN_E2E_STOP_TIMEOUT", "30"))
+POLL_INTERVAL = 0.05
+
+
+def _env(extra: dict | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARN__")}
+    env.pop("RUST_BACKTRACE", None)
+    env.pop("RUST_LIB_BACKTRACE", None)
+    env.setdefault("RUST_LOG", "info")
+    env["NO_COLOR"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+@dataclass
+class Tarn:
+    proc: subprocess.Popen
+    warehouse: Path
+    address_file: Path
+    stderr_path: Path
+    pg_host: str = ""
+    pg_port: int = 0
+    http_url: str = ""
+    stopped: bool = field(default=False)
+
+    # ---- helpers -------------------------------------------------------
+    @property
+    def dsn(self) -> str:
+        return f"host={self.pg_host} port={self.pg_port} user=tarn dbname=tarn"
+
+    def stderr(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def psycopg(self, **kw):
+        import psycopg
+
+        kw.setdefault("autocommit", True)
+        return psycopg.connect(
+            host=self.pg_host, port=self.pg_port, user="tarn", dbname="tarn",
+            connect_timeout=10, **kw
+        )
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        """Send SIGTERM and assert a graceful exit with code 0."""
+        if self.stopped:
+            return self.proc.returncode
+        self.stopped = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(
+                f"tarn did not exit within {STOP_TIMEOUT}s of {sig!r}\n"
+                f"--- stderr ---\n{self.stderr()[-4000:]}"
+            )
+        assert rc == 0, (
+            f"tarn exited with {rc} after {sig!r}, expected 0\n"
+            f"--- stderr ---\n{self.stderr()[-4000:]}"
+        )
+        return rc
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stopped = True
+
+
+def _args(warehouse, address_file, demo, config, extra_args):
+    args = [
+        TARN_BIN, "serve",
+        "--warehouse", str(warehouse),
+        "--pg-addr", "127.0.0.1:0",
+        "--http-addr", "127.0.0.1:0",
+        "--address-file", str(address_file),
+    ]
+    if demo:
+        args.append("--demo")
+    if config is not None:
+        args += ["--config", str(config)]
+    args += list(extra_args or [])
+    return args
+
+
+def start_tarn(
+    warehouse: Path,
+    *,
+    demo: bool = False,
+    config: Path | None = None,
+    extra_args: list[str] | None = None,
+    env: dict | None = None,
+    timeout: float = START_TIMEOUT,
+) -> Tarn:
+    """Start tarn on port 0 and wait for its address file."""
+    assert os.path.exists(TARN_BIN), f"TARN_BIN not found: {TARN_BIN}"
+    warehouse = Path(warehouse)
+    run_dir = Path(tempfile.mkdtemp(prefix="tarn-run-"))
+    address_file = run_dir / "addr.json"
+    stderr_path = run_dir / "stderr.log"
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(
+            _args(warehouse, address_file, demo, config, extra_args),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            env=_env(env),
+        )
+    t = Tarn(proc, warehouse, address_file, stderr_path)
+    deadline = time.monotonic() + timeout
+    while True:
+        if address_file.exists():
+            addrs = json.loads(address_file.read_text())
+            host, port = addrs["pg"].rsplit(":", 1)
+            t.pg_host, t.pg_port = host, int(port)
+            t.http_url = "http://" + addrs["http"]
+            return t
+        rc = proc.poll()
+        if rc is not None:
+            t.stopped = True
+            pytest.fail(
+                f"tarn exited early with code {rc} before writing {address_file}\n"
+                f"--- stderr ---\n{t.stderr()[-6000:]}"
+            )
+        if time.monotonic() > deadline:
+            t.kill()
+            pytest.fail(
+                f"tarn did not write {address_file} within {timeout}s\n"
+                f"--- stderr ---\n{t.stderr()[-6000:]}"
+            )
+        time.sleep(POLL_INTERVAL)
+
+
+def run_tarn_expect_failure(
+    warehouse: Path,
+    *,
+    config: Path | None = None,
+    extra_args: list[str] | None = None,
+    env: dict | None = None,
+    timeout: float = 60,
+) -> tuple[int, str, bool]:
+    """Run `tarn serve` expecting start-up to fail.
+
+    Returns (exit code, stderr, whether the address file was written)."""
+    run_dir = Path(tempfile.mkdtemp(prefix="tarn-fail-"))
+    address_file = run_dir / "addr.json"
+    proc = subprocess.Popen(
+        _args(warehouse, address_file, False, config, extra_args),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=_env(env),
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(
+            f"tarn was expected to fail at start-up but was still running after "
+            f"{timeout}s (address file written: {address_file.exists()})\n"
+            f"--- stderr ---\n{err.decode(errors='replace')[-4000:]}"
+        )
+    text = (out + err).decode(errors="replace")
+    return proc.returncode, text, address_file.exists()
+
+
+class TarnFactory:
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.servers: list[Tarn] = []
+
+    def start(self, warehouse: Path | None = None, **kw) -> Tarn:
+        if warehouse is None:
+            warehouse = self.tmp_path / "warehouse"
+        t = start_tarn(warehouse, **kw)
+        self.servers.append(t)
+        return t
+
+    def cleanup(self):
+        for t in self.servers:
+            if not t.stopped:
+                t.kill()
+
+
+@pytest.fixture
+def tarn_factory(tmp_path):
+    f = TarnFactory(tmp_path)
+    yield f
+    f.cleanup()
+
+
+@pytest.fixture
+def tarn(tmp_path):
+    """A tarn server on an empty warehouse; stopped gracefully (exit 0) at the end."""
+    t = start_tarn(tmp_path / "warehouse")
+    try:
+        yield t
+    finally:
+        if not t.stopped:
+            t.stop()
+
+
+@pytest.fixture(scope="session")
+def tarn_demo(tmp_path_factory):
+    """One tarn server with --demo shared by the whole session."""
+    wh = tmp_path_factory.mktemp("demo") / "warehouse"
+    t = start_tarn(wh, demo=True)
+    try:
+        yield t
+    finally:
+        if not t.stopped:
+            t.stop()
