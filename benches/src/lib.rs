@@ -1,1 +1,2 @@
-//! placeholder
+//! tarn's benchmarks: the harness that runs tarn side by side with DuckDB and stock DataFusion.
+//! Nothing here yet; see BENCHMARKS.md.
