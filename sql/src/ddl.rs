@@ -210,6 +210,47 @@ impl Session {
         }
     }
 
+    /// Registers the managed Delta table just written at `location`. If the commit fails (the
+    /// name was taken meanwhile), the files belong to no table and are removed.
+    async fn register_managed_table(
+        &self,
+        table: TableRef,
+        location: String,
+        schema: arrow_schema::SchemaRef,
+        partition_columns: Vec<String>,
+    ) -> Result<()> {
+        let now = Utc::now();
+        let entry = Table {
+            database: table.database,
+            name: table.table,
+            kind: TableKind::Managed,
+            format: TableFormat::Delta,
+            location,
+            schema,
+            partition_columns,
+            options: BTreeMap::new(),
+            properties: BTreeMap::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let op = Op::CreateTable {
+            table: entry.clone(),
+        };
+        if let Err(e) = self.engine.catalog.commit(vec![op]).await {
+            self.remove_managed_data(&entry).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Optimizes a write's input before handing it to deltalake, so that errors in the query
+    /// itself (a value that does not cast to the column type) surface as SQL errors with their
+    /// own SQLSTATE rather than as a failed Delta write.
+    fn checked_input(&self, input: &LogicalPlan) -> Result<LogicalPlan> {
+        self.ctx.state().optimize(input)?;
+        Ok(input.clone())
+    }
+
     /// Checks the name is free; `Ok(false)` when it is taken and `IF NOT EXISTS` was given.
     fn check_new_table(&self, table: &TableRef, if_not_exists: bool) -> Result<bool> {
         let snapshot = self.engine.catalog.snapshot();
@@ -362,7 +403,7 @@ impl Session {
         }
         let written = empty
             .write(Vec::new())
-            .with_input_plan(cmd.input.as_ref().clone())
+            .with_input_plan(self.checked_input(&cmd.input)?)
             .with_session_state(Arc::new(self.ctx.state()))
             .with_save_mode(SaveMode::ErrorIfExists)
             .with_table_name(&table_ref.table)
@@ -373,32 +414,8 @@ impl Session {
             })?;
         let rows = added_rows(&written).await;
         let schema = self.delta_schema(&written, &location).await?;
-        let now = Utc::now();
-        let table = Table {
-            database: table_ref.database,
-            name: table_ref.table,
-            kind: TableKind::Managed,
-            format: TableFormat::Delta,
-            location,
-            schema,
-            partition_columns: Vec::new(),
-            options: BTreeMap::new(),
-            properties: BTreeMap::new(),
-            created_at: now,
-            updated_at: now,
-        };
-        if let Err(e) = self
-            .engine
-            .catalog
-            .commit(vec![Op::CreateTable {
-                table: table.clone(),
-            }])
-            .await
-        {
-            // Someone else took the name meanwhile: the data we wrote belongs to no table.
-            self.remove_managed_data(&table).await;
-            return Err(e.into());
-        }
+        self.register_managed_table(table_ref, location, schema, Vec::new())
+            .await?;
         Ok(if is_ctas {
             CommandTag::with_rows("SELECT", rows)
         } else {
@@ -437,7 +454,7 @@ impl Session {
         let table = open_delta(&url).await?;
         let written = table
             .write(Vec::new())
-            .with_input_plan(dml.input.as_ref().clone())
+            .with_input_plan(self.checked_input(&dml.input)?)
             .with_session_state(Arc::new(self.ctx.state()))
             .with_save_mode(SaveMode::Append)
             .await
@@ -490,31 +507,9 @@ impl crate::engine::QueryEngine {
             .await?;
         let written = open_delta(&url).await?;
         let schema = session.delta_schema(&written, &location).await?;
-        let now = Utc::now();
-        let entry = Table {
-            database: table.database,
-            name: table.table,
-            kind: TableKind::Managed,
-            format: TableFormat::Delta,
-            location,
-            schema,
-            partition_columns,
-            options: BTreeMap::new(),
-            properties: BTreeMap::new(),
-            created_at: now,
-            updated_at: now,
-        };
-        if let Err(e) = self
-            .catalog()
-            .commit(vec![Op::CreateTable {
-                table: entry.clone(),
-            }])
+        session
+            .register_managed_table(table, location, schema, partition_columns)
             .await
-        {
-            session.remove_managed_data(&entry).await;
-            return Err(e.into());
-        }
-        Ok(())
     }
 
     /// Creates database `name` unless it exists.

@@ -118,6 +118,8 @@ impl QueryEngine {
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
+        // Postgres sessions have a time zone; `timestamptz` and now() need one.
+        config.options_mut().execution.time_zone = Some("UTC".to_owned());
         if cfg.target_partitions > 0 {
             config = config.with_target_partitions(cfg.target_partitions);
         }
@@ -132,13 +134,6 @@ impl QueryEngine {
             .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
             .build();
         let ctx = SessionContext::new_with_state(state);
-        // Postgres sessions have a time zone; `timestamptz` and now() need one.
-        ctx.state_ref()
-            .write()
-            .config_mut()
-            .options_mut()
-            .execution
-            .time_zone = Some("UTC".to_owned());
         ctx.register_catalog(
             CATALOG_NAME,
             Arc::new(LakeCatalogProvider::new(Arc::clone(&self.inner.catalog))),
@@ -231,6 +226,17 @@ impl Session {
         let state = self.ctx.state_ref();
         let mut state = state.write();
         state.config_mut().options_mut().set(key, value)?;
+        // Functions that read the configuration (now() and the time zone) pick up the change,
+        // as they do after DataFusion's own `SET`.
+        let options = state.config().options();
+        let updated: Vec<_> = state
+            .scalar_functions()
+            .values()
+            .filter_map(|udf| udf.inner().with_updated_config(options).map(Arc::new))
+            .collect();
+        for udf in updated {
+            datafusion::execution::FunctionRegistry::register_udf(&mut *state, udf)?;
+        }
         Ok(())
     }
 

@@ -81,6 +81,20 @@ async fn sessions_do_not_share_settings() -> anyhow::Result<()> {
     let on_b = rows(&b, "SHOW datafusion.execution.batch_size").await?;
     assert!(on_a[0].iter().any(|v| v == "123"), "{on_a:?}");
     assert!(!on_b[0].iter().any(|v| v == "123"), "{on_b:?}");
+    // The session time zone: what now() returns and how timestamptz values print.
+    a.batch_execute("SET TIME ZONE 'Europe/Berlin'").await?;
+    let zoned = "SELECT arrow_typeof(now()), TIMESTAMPTZ '2026-01-01T12:00:00Z'";
+    assert_eq!(
+        rows(&a, zoned).await?,
+        [[
+            "Timestamp(ns, \"Europe/Berlin\")",
+            "2026-01-01 13:00:00.000000+01"
+        ]]
+    );
+    assert_eq!(
+        rows(&b, zoned).await?,
+        [["Timestamp(ns, \"UTC\")", "2026-01-01 12:00:00.000000+00"]]
+    );
     drop((a, b));
     server.shutdown().await;
     Ok(())
