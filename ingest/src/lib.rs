@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow_schema::SchemaRef;
+use deltalake::protocol::SaveMode;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use tarn_catalog::open_store;
@@ -39,7 +40,31 @@ impl Ingester {
         partition_columns: &[String],
         mode: WriteMode,
     ) -> Result<u64> {
-        delta::write_batches(location, schema, batches, partition_columns, mode).await
+        let table = delta::open(location).await?;
+        if mode == WriteMode::Create && table.version().is_some() {
+            return Err(Error::LocationNotEmpty {
+                location: location.to_string(),
+            });
+        }
+        // An empty batch carries the schema, so creating an empty table works the same way.
+        let batches = if batches.is_empty() {
+            vec![RecordBatch::new_empty(schema)]
+        } else {
+            batches
+        };
+        let save_mode = match mode {
+            WriteMode::Create => SaveMode::ErrorIfExists,
+            WriteMode::Append => SaveMode::Append,
+        };
+        let mut write = table.write(batches).with_save_mode(save_mode);
+        if !partition_columns.is_empty() {
+            write = write.with_partition_columns(partition_columns.to_vec());
+        }
+        let table = write.await.map_err(|source| Error::Delta {
+            location: location.to_string(),
+            source: Box::new(source),
+        })?;
+        Ok(table.version().unwrap_or_default())
     }
 
     /// Opens the Delta table at `location`, which may not hold a table yet (then its version

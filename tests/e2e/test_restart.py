@@ -1,6 +1,8 @@
 """Catalog persistence across restarts, start-up failures, config layering."""
 from pathlib import Path
 
+import pytest
+
 import requests
 
 from conftest import run_tarn_expect_failure
@@ -145,38 +147,29 @@ def test_corrupt_first_catalog_entry_fails_startup(tarn_factory, tmp_path):
     assert first.name in out, out[-3000:]
 
 
-def test_flight_addr_refused(tmp_path):
+def test_flight_addr_flag_refused(tmp_path):
     rc, out, wrote = run_tarn_expect_failure(
         tmp_path / "wh", extra_args=["--flight-addr", "127.0.0.1:0"])
     assert rc != 0 and not wrote, out
     assert "flight" in out.lower(), out[-3000:]
 
-    cfg = tmp_path / "flight.toml"
-    cfg.write_text('[flight]\naddr = "127.0.0.1:0"\n')
-    rc, out, wrote = run_tarn_expect_failure(tmp_path / "wh", config=cfg)
-    assert rc != 0 and not wrote, out
-    assert "flight.addr" in out, out[-3000:]
 
-
-def test_unknown_toml_key_refused(tmp_path):
+@pytest.mark.parametrize(
+    "toml, key",
+    [
+        ('[flight]\naddr = "127.0.0.1:0"\n', "flight.addr"),
+        ("[http]\nmax_rows = 10\nmax_rowz = 5\n", "max_rowz"),
+        ("bogus_top_level = true\n", "bogus_top_level"),
+        ('[http]\nmax_rows = "lots"\n', "max_rows"),
+    ],
+    ids=["flight-not-served", "unknown-key", "unknown-top-level-key", "bad-value"],
+)
+def test_bad_config_is_refused_naming_the_key(tmp_path, toml, key):
     cfg = tmp_path / "tarn.toml"
-    cfg.write_text('[http]\nmax_rows = 10\nmax_rowz = 5\n')
+    cfg.write_text(toml)
     rc, out, wrote = run_tarn_expect_failure(tmp_path / "wh", config=cfg)
     assert rc != 0 and not wrote, out
-    assert "max_rowz" in out, out[-3000:]
-
-    cfg.write_text('bogus_top_level = true\n')
-    rc, out, wrote = run_tarn_expect_failure(tmp_path / "wh", config=cfg)
-    assert rc != 0 and not wrote, out
-    assert "bogus_top_level" in out, out[-3000:]
-
-
-def test_bad_config_value_names_key(tmp_path):
-    cfg = tmp_path / "tarn.toml"
-    cfg.write_text('[http]\nmax_rows = "lots"\n')
-    rc, out, wrote = run_tarn_expect_failure(tmp_path / "wh", config=cfg)
-    assert rc != 0 and not wrote, out
-    assert "max_rows" in out, out[-3000:]
+    assert key in out, out[-3000:]
 
 
 def _http_rows(t, sql):
