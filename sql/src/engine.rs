@@ -6,6 +6,7 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
@@ -44,8 +45,8 @@ pub struct QueryEngine {
 pub(crate) struct EngineInner {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) ingester: Arc<Ingester>,
-    config: EngineConfig,
-    runtime: Arc<RuntimeEnv>,
+    base: SessionState,
+    pg_parser: PostgresCompatibilityParser,
 }
 
 impl QueryEngine {
@@ -92,12 +93,13 @@ impl QueryEngine {
                 Err(e) => return Err(e.into()),
             }
         }
+        let base = base_state(&config, &runtime, &catalog)?;
         Ok(Self {
             inner: Arc::new(EngineInner {
                 catalog,
                 ingester,
-                config,
-                runtime,
+                base,
+                pg_parser: PostgresCompatibilityParser::new(),
             }),
         })
     }
@@ -111,41 +113,53 @@ impl QueryEngine {
     }
 
     /// A new session: its own settings (`SET` never leaks between sessions), the shared catalog,
-    /// memory pool and object stores.
+    /// memory pool and object stores. Cheap: a copy of a state built once.
     pub fn session(&self) -> Result<Session> {
-        let cfg = &self.inner.config;
-        let mut config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
-            .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true);
-        // Postgres sessions have a time zone; `timestamptz` and now() need one.
-        config.options_mut().execution.time_zone = Some("UTC".to_owned());
-        if cfg.target_partitions > 0 {
-            config = config.with_target_partitions(cfg.target_partitions);
-        }
-        if cfg.batch_size > 0 {
-            config = config.with_batch_size(cfg.batch_size);
-        }
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(Arc::clone(&self.inner.runtime))
-            .with_default_features()
-            // Lowers deltalake's own plan nodes (write metrics) inside our sessions.
-            .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        let state = SessionStateBuilder::new_from_existing(self.inner.base.clone())
+            .with_session_id(uuid::Uuid::new_v4().to_string())
             .build();
-        let ctx = SessionContext::new_with_state(state);
-        ctx.register_catalog(
-            CATALOG_NAME,
-            Arc::new(LakeCatalogProvider::new(Arc::clone(&self.inner.catalog))),
-        );
-        setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
-            .map_err(|e| Error::DataFusion(*e))?;
         Ok(Session {
-            ctx,
+            ctx: SessionContext::new_with_state(state),
             engine: Arc::clone(&self.inner),
-            pg_parser: PostgresCompatibilityParser::new(),
         })
     }
+}
+
+/// The state every session starts from: settings, functions, the `tarn` catalog and
+/// `pg_catalog`. Sessions copy it; what they change (settings, functions) is their own, and
+/// the catalog list they share is never changed after this.
+fn base_state(
+    config: &EngineConfig,
+    runtime: &Arc<RuntimeEnv>,
+    catalog: &Arc<Catalog>,
+) -> Result<SessionState> {
+    let mut session_config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true);
+    // Postgres sessions have a time zone; `timestamptz` and now() need one.
+    session_config.options_mut().execution.time_zone = Some("UTC".to_owned());
+    if config.target_partitions > 0 {
+        session_config = session_config.with_target_partitions(config.target_partitions);
+    }
+    if config.batch_size > 0 {
+        session_config = session_config.with_batch_size(config.batch_size);
+    }
+    let state = SessionStateBuilder::new()
+        .with_config(session_config)
+        .with_runtime_env(Arc::clone(runtime))
+        .with_default_features()
+        // Lowers deltalake's own plan nodes (write metrics) inside our sessions.
+        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    ctx.register_catalog(
+        CATALOG_NAME,
+        Arc::new(LakeCatalogProvider::new(Arc::clone(catalog))),
+    );
+    setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
+        .map_err(|e| Error::DataFusion(*e))?;
+    Ok(ctx.state())
 }
 
 /// The result of one statement.
@@ -184,7 +198,6 @@ impl CommandTag {
 pub struct Session {
     pub(crate) ctx: SessionContext,
     pub(crate) engine: Arc<EngineInner>,
-    pg_parser: PostgresCompatibilityParser,
 }
 
 impl std::fmt::Debug for Session {
@@ -260,7 +273,7 @@ impl Session {
             matches!(s, SqlStatement::CreateTable(t) if t.external)
                 || matches!(s, SqlStatement::Copy { .. })
         };
-        let pg = self.pg_parser.parse(sql);
+        let pg = self.engine.pg_parser.parse(sql);
         if let Ok(statements) = &pg
             && !statements.iter().any(datafusion_only)
         {
