@@ -11,8 +11,9 @@ use tarn_catalog::{Catalog, CatalogSnapshot};
 
 use crate::table::LakeTableProvider;
 
-/// The `tarn` catalog of one session. Databases come from the tarn catalog's current snapshot;
-/// system schemas (`pg_catalog`) registered by the session live beside them, in memory.
+/// The `tarn` catalog. Databases come from the tarn catalog's current snapshot; system schemas
+/// (`pg_catalog`, registered once when the engine builds its base session state) live beside
+/// them, in memory.
 #[derive(Debug)]
 pub(crate) struct LakeCatalogProvider {
     catalog: Arc<Catalog>,

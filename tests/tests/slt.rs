@@ -31,6 +31,14 @@ fn slt_files() -> Vec<PathBuf> {
     files
 }
 
+/// A scratch folder for one file's run: the warehouse and `$DATA` live under it.
+fn scratch() -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    Ok((dir, data))
+}
+
 async fn in_process_engine(warehouse: &Path) -> anyhow::Result<QueryEngine> {
     let url = tarn_catalog::parse_location(&warehouse.display().to_string())?;
     let catalog = Arc::new(Catalog::open(url, CatalogConfig::default()).await?);
@@ -46,9 +54,7 @@ async fn in_process_engine(warehouse: &Path) -> anyhow::Result<QueryEngine> {
 async fn slt_in_process() -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for file in slt_files() {
-        let dir = tempfile::tempdir()?;
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data)?;
+        let (dir, data) = scratch()?;
         let engine = in_process_engine(&dir.path().join("warehouse")).await?;
         let mut runner = sqllogictest::Runner::new(|| {
             let engine = engine.clone();
@@ -71,9 +77,7 @@ async fn slt_in_process() -> anyhow::Result<()> {
 async fn slt_over_postgres_wire() -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for file in slt_files() {
-        let dir = tempfile::tempdir()?;
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data)?;
+        let (dir, data) = scratch()?;
         let server = start_server(&dir.path().join("warehouse")).await?;
         let client_server = &server;
         let mut runner = sqllogictest::Runner::new(|| async move {
