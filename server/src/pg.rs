@@ -169,10 +169,9 @@ impl ConnectionHandlers {
             query: Arc::new(TarnQueryHandler {
                 parser: Arc::new(TarnQueryParser {
                     session: Arc::clone(&session),
-                    hooks: hooks.clone(),
+                    hooks,
                 }),
                 session,
-                hooks,
             }),
             startup: Arc::new(TarnStartupHandler {
                 connections: Arc::clone(&connections),
@@ -240,8 +239,8 @@ impl ErrorHandler for SqlStateErrorHandler {
 
 pub(crate) struct TarnQueryHandler {
     session: Arc<Session>,
+    /// Also holds the hooks, shared by both protocols.
     parser: Arc<TarnQueryParser>,
-    hooks: Vec<Arc<dyn QueryHook>>,
 }
 
 impl TarnQueryHandler {
@@ -294,7 +293,7 @@ impl SimpleQueryHandler for TarnQueryHandler {
                         break 'statements;
                     }
                 }
-                for hook in &self.hooks {
+                for hook in &self.parser.hooks {
                     if let Some(result) = hook
                         .handle_simple_query(s, self.session.context(), client)
                         .await
@@ -551,7 +550,7 @@ impl ExtendedQueryHandler for TarnQueryHandler {
             if self.set_show(s)? {
                 return Ok(Response::Execution(Tag::new("SET")));
             }
-            for hook in &self.hooks {
+            for hook in &self.parser.hooks {
                 if let Some(result) = hook
                     .handle_extended_query(s, plan, &params, self.session.context(), client)
                     .await

@@ -85,7 +85,7 @@ pub(crate) async fn open_delta(url: &Url) -> Result<DeltaTable, Error> {
 }
 
 /// Builds the file format of a listing table from its stored options.
-pub(crate) fn file_format(
+fn file_format(
     state: &dyn Session,
     format: TableFormat,
     options: &std::collections::BTreeMap<String, String>,
@@ -113,7 +113,7 @@ pub(crate) fn file_format(
 }
 
 /// The listing table for a Parquet / CSV / JSON catalog table. No IO.
-pub(crate) fn listing_table(state: &dyn Session, table: &Table) -> DfResult<ListingTable> {
+fn listing_table(state: &dyn Session, table: &Table) -> DfResult<ListingTable> {
     let format = file_format(state, table.format, &table.options)?;
     let url = ListingTableUrl::parse(&table.location)?;
     let extension = if url.is_collection() && url.get_glob().is_none() {
