@@ -9,7 +9,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::model::{CatalogSnapshot, Op};
 use crate::persist::{CatalogFiles, LogEntry, Written};
-use crate::store::open_store;
+use crate::store::{ObjectStores, ensure_local_folder};
 
 /// How often a commit also writes a full snapshot, so start-up reads few log entries.
 const DEFAULT_SNAPSHOT_EVERY: u64 = 20;
@@ -39,6 +39,8 @@ pub struct Catalog {
     store: Arc<dyn ObjectStore>,
     files: CatalogFiles,
     current: RwLock<Arc<CatalogSnapshot>>,
+    /// When the log was last read (or written) by this process.
+    checked: std::sync::Mutex<std::time::Instant>,
     /// Serialises this process's commits; other processes are kept out by create-only puts.
     commit_lock: tokio::sync::Mutex<()>,
     config: CatalogConfig,
@@ -47,8 +49,16 @@ pub struct Catalog {
 impl Catalog {
     /// Opens the catalog of the warehouse at `warehouse` (see [`crate::parse_location`]),
     /// reading its snapshot and log. A corrupt file is an error naming the file.
-    pub async fn open(warehouse: Url, config: CatalogConfig) -> Result<Self> {
-        let (store, root) = open_store(&warehouse)?;
+    /// Fails if the warehouse's store does not enforce create-only writes (see
+    /// [`ObjectStores::check_writable`]): catalog commits rely on them.
+    pub async fn open(
+        warehouse: Url,
+        config: CatalogConfig,
+        stores: &ObjectStores,
+    ) -> Result<Self> {
+        ensure_local_folder(&warehouse)?;
+        stores.check_writable(&warehouse).await?;
+        let (store, root) = stores.resolve(&warehouse)?;
         Self::open_in(warehouse, store, root, config).await
     }
 
@@ -73,6 +83,7 @@ impl Catalog {
             store,
             files,
             current: RwLock::new(Arc::new(snapshot)),
+            checked: std::sync::Mutex::new(std::time::Instant::now()),
             commit_lock: tokio::sync::Mutex::new(()),
             config: CatalogConfig {
                 snapshot_every: config.snapshot_every.max(1),
@@ -127,7 +138,28 @@ impl Catalog {
     async fn refresh_locked(&self) -> Result<Arc<CatalogSnapshot>> {
         let base = (*self.snapshot()).clone();
         let next = self.files.catch_up(base).await?;
+        self.mark_checked();
         Ok(self.publish(next))
+    }
+
+    fn mark_checked(&self) {
+        *self.checked.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+    }
+
+    /// The current snapshot, first reading what other writers committed if the log was last
+    /// read more than `max_age` ago. A failed read keeps the snapshot we have (and is logged):
+    /// queries go on while the store is briefly unreachable.
+    pub async fn snapshot_within(&self, max_age: std::time::Duration) -> Arc<CatalogSnapshot> {
+        let stale = self
+            .checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+            > max_age;
+        if stale && let Err(error) = self.refresh().await {
+            tracing::warn!(%error, "could not re-read the catalog log");
+        }
+        self.snapshot()
     }
 
     /// Applies `ops` atomically as one new log entry. Fails without writing anything if any op
@@ -149,6 +181,7 @@ impl Catalog {
             match self.files.write_entry(&entry).await? {
                 Written::Created => {
                     let published = self.publish(next);
+                    self.mark_checked();
                     if published.version.is_multiple_of(self.config.snapshot_every) {
                         // The log is authoritative; a missing snapshot only slows start-up.
                         if let Err(e) = self.files.write_snapshot(&published).await {

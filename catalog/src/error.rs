@@ -77,6 +77,20 @@ pub enum Error {
         source: object_store::Error,
     },
 
+    #[error("invalid configuration {key}: {reason}")]
+    Config { key: String, reason: String },
+
+    #[error(
+        "store \"{store}\" ({url}) does not enforce create-only writes (If-None-Match: *), so \
+         concurrent writers could lose commits; tarn will not write there. If exactly one tarn \
+         process writes to it, set {key} = true"
+    )]
+    NoConditionalWrites {
+        store: String,
+        url: String,
+        key: String,
+    },
+
     #[error("cannot encode catalog entry: {0}")]
     Encode(#[source] serde_json::Error),
 }

@@ -14,4 +14,7 @@ mod store;
 pub use catalog::{Catalog, CatalogConfig};
 pub use error::{Error, Result, TableRef};
 pub use model::{CatalogSnapshot, Database, Op, Table, TableFormat, TableKind, validate_name};
-pub use store::{open_store, parse_location};
+pub use store::{
+    DEFAULT_STORE, ObjectStores, RequestCount, Secret, StoreConfig, StoresConfig,
+    ensure_local_folder, parse_location,
+};

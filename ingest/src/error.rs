@@ -8,6 +8,9 @@ pub enum Error {
         source: Box<deltalake::DeltaTableError>,
     },
 
+    #[error("{location} has no Delta log (_delta_log/)")]
+    NotADeltaTable { location: String },
+
     #[error("a table already exists at {location}")]
     LocationNotEmpty { location: String },
 

@@ -9,25 +9,38 @@ mod delta;
 mod error;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow_schema::SchemaRef;
+use deltalake::DeltaTable;
 use deltalake::protocol::SaveMode;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStore;
-use tarn_catalog::open_store;
+use tarn_catalog::ObjectStores;
 use url::Url;
 
+use crate::delta::DeltaCache;
 pub use delta::WriteMode;
 pub use error::{Error, Result};
 
-/// Writes data into the lake.
-#[derive(Debug, Default)]
-pub struct Ingester {}
+/// Writes data into the lake, and keeps the Delta snapshots queries read.
+#[derive(Debug)]
+pub struct Ingester {
+    stores: Arc<ObjectStores>,
+    delta: DeltaCache,
+}
 
 impl Ingester {
-    pub fn new() -> Self {
-        Self {}
+    pub fn new(stores: Arc<ObjectStores>) -> Self {
+        Self {
+            stores,
+            delta: DeltaCache::default(),
+        }
+    }
+
+    /// The object stores every read and write goes through.
+    pub fn stores(&self) -> &Arc<ObjectStores> {
+        &self.stores
     }
 
     /// Writes `batches` into the Delta table at `location` as one commit; returns its version.
@@ -40,7 +53,7 @@ impl Ingester {
         partition_columns: &[String],
         mode: WriteMode,
     ) -> Result<u64> {
-        let table = delta::open(location).await?;
+        let table = self.open_delta_for_write(location).await?;
         if mode == WriteMode::Create && table.version().is_some() {
             return Err(Error::LocationNotEmpty {
                 location: location.to_string(),
@@ -64,22 +77,61 @@ impl Ingester {
             location: location.to_string(),
             source: Box::new(source),
         })?;
+        self.delta.remove(location);
         Ok(table.version().unwrap_or_default())
     }
 
-    /// Opens the Delta table at `location`, which may not hold a table yet (then its version
-    /// is `None`). Local folders are created.
-    pub async fn open_delta(&self, location: &Url) -> Result<deltalake::DeltaTable> {
-        delta::open(location).await
+    /// Opens the Delta table at `location` to write to it: its latest version (or `None` where
+    /// there is no table yet; local folders are created). Fails if the store does not keep
+    /// concurrent writers apart (see [`ObjectStores::check_writable`]).
+    pub async fn open_delta_for_write(&self, location: &Url) -> Result<DeltaTable> {
+        self.stores.check_writable(location).await?;
+        delta::open(&self.stores, location, true).await
+    }
+
+    /// The latest version of the Delta table at `location`, read now (not cached). A location
+    /// without a Delta log is an error.
+    pub async fn load_delta(&self, location: &Url) -> Result<DeltaTable> {
+        let table = delta::open(&self.stores, location, false).await?;
+        if table.version().is_none() {
+            return Err(Error::NotADeltaTable {
+                location: location.to_string(),
+            });
+        }
+        Ok(table)
+    }
+
+    /// The Delta table at `location` for reading: a snapshot at most `max_age` old (our own
+    /// commits are seen at once). `generation` tells apart tables created at the same location
+    /// (the catalog's creation time). A location without a Delta log is an error.
+    pub async fn read_delta(
+        &self,
+        location: &Url,
+        generation: i64,
+        max_age: Duration,
+    ) -> Result<DeltaTable> {
+        delta::read(&self.stores, &self.delta, location, generation, max_age).await
+    }
+
+    /// Records `table`, just committed by this process, as the latest snapshot of its location.
+    pub fn committed_delta(&self, location: &Url, generation: i64, table: &DeltaTable) {
+        self.delta
+            .put(location, generation, table.clone(), Instant::now());
+    }
+
+    /// Forgets the cached snapshot of `location` (`REFRESH TABLE`).
+    pub fn forget_delta(&self, location: &Url) {
+        self.delta.remove(location);
     }
 
     /// Removes every object under `location` (a managed table's folder).
     pub async fn remove_data(&self, location: &Url) -> Result<usize> {
+        self.delta.remove(location);
         let remove_err = |source| Error::Remove {
             location: location.to_string(),
             source,
         };
-        let (store, prefix): (Arc<dyn ObjectStore>, _) = open_store(location)?;
+        let (store, prefix) = self.stores.resolve(location)?;
         let paths = store
             .list(Some(&prefix))
             .map_ok(|meta| meta.location)
@@ -121,7 +173,7 @@ mod tests {
     async fn create_append_and_remove_a_delta_table() -> Result<()> {
         let dir = tempfile::tempdir().expect("tempdir");
         let location = Url::from_directory_path(dir.path().join("t")).expect("url");
-        let ingester = Ingester::new();
+        let ingester = Ingester::new(Arc::new(ObjectStores::default()));
         let b = batch();
         let v0 = ingester
             .write_batches(&location, b.schema(), vec![], &[], WriteMode::Create)

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-use tarn_catalog::CatalogConfig;
+use tarn_catalog::{CatalogConfig, StoresConfig};
 use tarn_sql::EngineConfig;
 
 use crate::error::{Error, Result};
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TarnConfig {
-    /// Where the lake lives: a folder, `file:///…` or `memory:///`.
+    /// Where the lake lives: a folder, `s3://bucket/prefix`, `file:///…` or `memory:///`.
     pub warehouse: String,
     /// Load the demo database (TPC-H at scale 0.01 and an events table) if it is missing.
     pub demo: bool,
@@ -27,6 +27,8 @@ pub struct TarnConfig {
     pub flight: FlightConfig,
     pub catalog: CatalogConfig,
     pub engine: EngineConfig,
+    /// `[stores.<name>]`: S3-compatible stores (endpoint, region, keys, which buckets).
+    pub stores: StoresConfig,
     pub shutdown: ShutdownConfig,
 }
 
@@ -41,6 +43,7 @@ impl Default for TarnConfig {
             flight: FlightConfig::default(),
             catalog: CatalogConfig::default(),
             engine: EngineConfig::default(),
+            stores: StoresConfig::default(),
             shutdown: ShutdownConfig::default(),
         }
     }

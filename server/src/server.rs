@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgwire::api::ConnectionManager;
-use tarn_catalog::Catalog;
+use tarn_catalog::{Catalog, ObjectStores};
 use tarn_ingest::Ingester;
 use tarn_sql::{QueryEngine, QueryEngineArgs};
 use tokio::net::TcpListener;
@@ -51,10 +51,11 @@ impl Server {
     /// Opens the warehouse and starts serving. Returns once every listener is bound.
     pub async fn start(config: TarnConfig) -> Result<Self> {
         let warehouse = tarn_catalog::parse_location(&config.warehouse)?;
-        let catalog = Arc::new(Catalog::open(warehouse, config.catalog.clone()).await?);
+        let stores = Arc::new(ObjectStores::new(config.stores.clone())?);
+        let catalog = Arc::new(Catalog::open(warehouse, config.catalog.clone(), &stores).await?);
         let engine = QueryEngine::try_new(QueryEngineArgs {
             catalog,
-            ingester: Arc::new(Ingester::new()),
+            ingester: Arc::new(Ingester::new(stores)),
             config: config.engine.clone(),
         })
         .await?;

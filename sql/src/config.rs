@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The `[engine]` section of tarn's configuration.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     /// Memory all queries together may use, e.g. `"4GiB"`; past it operators spill to disk.
@@ -17,12 +17,31 @@ pub struct EngineConfig {
     pub target_partitions: usize,
     /// Rows per Arrow batch. 0: DataFusion's default (8192).
     pub batch_size: usize,
-    /// How long a file listing of an external table may be reused, in seconds. 0 (the
-    /// default): every query lists again, so files other writers add are seen at once.
-    pub list_cache_ttl_secs: u64,
+    /// How long table metadata read from the store (file listings, Delta snapshots, the
+    /// catalog log) is reused before the store is asked again, in seconds; what other writers
+    /// add shows up within this time (tarn's own writes, and `REFRESH TABLE`, at once).
+    /// 0: every query asks the store. Parquet footers are cached regardless: they are checked
+    /// against each file's size and modification time.
+    pub metadata_ttl_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit: None,
+            spill_dir: None,
+            target_partitions: 0,
+            batch_size: 0,
+            metadata_ttl_secs: 10,
+        }
+    }
 }
 
 impl EngineConfig {
+    pub fn metadata_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.metadata_ttl_secs)
+    }
+
     /// The memory limit in bytes, if one is set.
     pub fn memory_limit_bytes(&self) -> Result<Option<usize>> {
         self.memory_limit

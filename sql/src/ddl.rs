@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use datafusion::catalog::TableProviderFactory;
-use datafusion::common::{DFSchema, SchemaReference, TableReference};
+use datafusion::common::{DFSchema, DFSchemaRef, SchemaReference, TableReference};
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::datasource::listing_table_factory::ListingTableFactory;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{
     CreateExternalTable, CreateMemoryTable, DdlStatement, DmlStatement, DropCatalogSchema,
-    LogicalPlan, WriteOp,
+    Extension, LogicalPlan, UserDefinedLogicalNodeCore, WriteOp,
 };
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement as SqlStatement};
@@ -25,7 +25,7 @@ use url::Url;
 
 use crate::engine::{CATALOG_NAME, CommandTag, DEFAULT_DATABASE, Session};
 use crate::error::{Error, Result};
-use crate::table::open_delta;
+use crate::table::generation;
 
 /// Plans statements DataFusion does not plan the way tarn needs (`DROP DATABASE`).
 pub(crate) fn plan_special(statement: &Statement) -> Result<Option<LogicalPlan>> {
@@ -56,9 +56,80 @@ pub(crate) fn plan_special(statement: &Statement) -> Result<Option<LogicalPlan>>
                 },
             ))))
         }
+        // `REFRESH TABLE t` arrives as `MSCK TABLE t` (see `Session::parse`); Athena users
+        // write `MSCK REPAIR TABLE t`. Both re-read the table's metadata from the store.
+        SqlStatement::Msck(msck) => {
+            if msck.partition_action.is_some() {
+                return Err(Error::not_supported(
+                    "MSCK partition actions (ADD / DROP / SYNC PARTITIONS); partitions are read from the store",
+                ));
+            }
+            Ok(Some(RefreshTable::plan(&msck.table_name.to_string())))
+        }
         _ => Ok(None),
     }
 }
+
+/// `REFRESH TABLE t`: forget what is cached about `t` and read it again from the store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct RefreshTable {
+    pub(crate) name: TableReference,
+    schema: DFSchemaRef,
+}
+
+impl RefreshTable {
+    fn plan(name: &str) -> LogicalPlan {
+        LogicalPlan::Extension(Extension {
+            node: Arc::new(Self {
+                name: TableReference::from(name),
+                schema: Arc::new(DFSchema::empty()),
+            }),
+        })
+    }
+}
+
+impl PartialOrd for RefreshTable {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.name.to_string().partial_cmp(&other.name.to_string())
+    }
+}
+
+impl UserDefinedLogicalNodeCore for RefreshTable {
+    fn name(&self) -> &str {
+        "RefreshTable"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        Vec::new()
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<datafusion::prelude::Expr> {
+        Vec::new()
+    }
+
+    fn fmt_for_explain(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "RefreshTable: {}", self.name)
+    }
+
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<datafusion::prelude::Expr>,
+        _inputs: Vec<LogicalPlan>,
+    ) -> datafusion::common::Result<Self> {
+        Ok(self.clone())
+    }
+}
+
+/// Schema names that are not databases.
+const RESERVED_SCHEMAS: [&str; 3] = [
+    crate::stores::SYSTEM_SCHEMA,
+    "pg_catalog",
+    "information_schema",
+];
 
 fn unquote(name: &str) -> String {
     name.trim_matches('"').to_owned()
@@ -130,7 +201,46 @@ impl Session {
         }
     }
 
+    /// Re-reads the catalog, and forgets the table's cached file listing and Delta snapshot,
+    /// so the next query sees what other writers added.
+    pub(crate) async fn refresh_table(&self, name: &TableReference) -> Result<CommandTag> {
+        let table = self.resolve(name)?;
+        let snapshot = self.engine.catalog.refresh().await?;
+        let Some(entry) = snapshot.table(&table.database, &table.table) else {
+            return Err(tarn_catalog::Error::TableNotFound { table }.into());
+        };
+        if let Ok(url) = Url::parse(&entry.location) {
+            self.engine.ingester.forget_delta(&url);
+        }
+        self.forget_listings(&entry.location);
+        Ok(CommandTag::new("REFRESH TABLE"))
+    }
+
+    /// Drops cached listings that cover `location` or lie under it: after a write there, the
+    /// next query lists again.
+    pub(crate) fn forget_listings(&self, location: &str) {
+        let Some(cache) = self.ctx.runtime_env().cache_manager.get_list_files_cache() else {
+            return;
+        };
+        let Ok(url) = ListingTableUrl::parse(location) else {
+            return;
+        };
+        let written = url.prefix();
+        for key in cache.list_entries().into_keys() {
+            if key.path.prefix_matches(written) || written.prefix_matches(&key.path) {
+                cache.remove(&key);
+            }
+        }
+    }
+
     async fn create_database(&self, name: String, if_not_exists: bool) -> Result<()> {
+        if RESERVED_SCHEMAS.contains(&name.as_str()) {
+            return Err(tarn_catalog::Error::InvalidName {
+                name,
+                reason: "is reserved for tarn's own tables",
+            }
+            .into());
+        }
         let op = Op::CreateDatabase {
             database: Database {
                 name,
@@ -303,7 +413,7 @@ impl Session {
                 location: location.clone(),
                 reason: e.to_string(),
             })?;
-            let table = open_delta(&url).await?;
+            let table = self.engine.ingester.load_delta(&url).await?;
             let partitions = table
                 .snapshot()
                 .map(|s| s.metadata().partition_columns().to_vec())
@@ -397,7 +507,7 @@ impl Session {
             .catalog
             .managed_location(&table_ref.database, &table_ref.table)?;
         let location = url.to_string();
-        let empty = self.engine.ingester.open_delta(&url).await?;
+        let empty = self.engine.ingester.open_delta_for_write(&url).await?;
         if empty.version().is_some() {
             return Err(tarn_ingest::Error::LocationNotEmpty { location }.into());
         }
@@ -433,9 +543,14 @@ impl Session {
             .snapshot()
             .table(&table_ref.database, &table_ref.table)
             .cloned();
+        let location = entry.as_ref().map(|t| t.location.clone());
         let Some(entry) = entry.filter(|t| t.format == TableFormat::Delta) else {
             let df = self.ctx.execute_logical_plan(LogicalPlan::Dml(dml)).await?;
-            let batches = df.collect().await?;
+            let batches = df.collect().await;
+            if let Some(location) = location {
+                self.forget_listings(&location);
+            }
+            let batches = batches?;
             let rows = batches
                 .first()
                 .and_then(|b| b.column_by_name("count"))
@@ -451,7 +566,10 @@ impl Session {
             location: location.clone(),
             reason: e.to_string(),
         })?;
-        let table = open_delta(&url).await?;
+        let table = self.engine.ingester.open_delta_for_write(&url).await?;
+        if table.version().is_none() {
+            return Err(tarn_ingest::Error::NotADeltaTable { location }.into());
+        }
         let written = table
             .write(Vec::new())
             .with_input_plan(self.checked_input(&dml.input)?)
@@ -462,6 +580,9 @@ impl Session {
                 location,
                 source: Box::new(source),
             })?;
+        self.engine
+            .ingester
+            .committed_delta(&url, generation(&entry), &written);
         Ok(CommandTag::with_rows("INSERT", added_rows(&written).await))
     }
 }
@@ -505,7 +626,7 @@ impl crate::engine::QueryEngine {
                 tarn_ingest::WriteMode::Create,
             )
             .await?;
-        let written = open_delta(&url).await?;
+        let written = self.ingester().load_delta(&url).await?;
         let schema = session.delta_schema(&written, &location).await?;
         session
             .register_managed_table(table, location, schema, partition_columns)

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::SessionStateBuilder;
@@ -21,9 +22,14 @@ use tarn_ingest::Ingester;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::provider::LakeCatalogProvider;
+use crate::stores::{SYSTEM_SCHEMA, StoreRegistry, system_schema};
+use datafusion::catalog::CatalogProvider as _;
 
 /// The one DataFusion catalog tarn exposes; its schemas are tarn databases.
 pub const CATALOG_NAME: &str = "tarn";
+/// Room for file listings in the listing cache (about 200 bytes per file).
+const LIST_CACHE_BYTES: usize = 64 << 20;
+
 /// The database unqualified names resolve in, created on first start.
 pub const DEFAULT_DATABASE: &str = "public";
 
@@ -45,6 +51,8 @@ pub struct QueryEngine {
 pub(crate) struct EngineInner {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) ingester: Arc<Ingester>,
+    /// How long metadata read from the store is reused (`engine.metadata_ttl_secs`).
+    pub(crate) metadata_ttl: Duration,
     base: SessionState,
     pg_parser: PostgresCompatibilityParser,
 }
@@ -72,12 +80,17 @@ impl QueryEngine {
             None => DiskManagerMode::OsTmpDirectory,
         };
         runtime = runtime.with_disk_manager_builder(DiskManagerBuilder::default().with_mode(disk));
-        let caches = match config.list_cache_ttl_secs {
+        let caches = match config.metadata_ttl_secs {
             0 => CacheManagerConfig::default().with_list_files_cache_limit(0),
-            secs => CacheManagerConfig::default()
-                .with_list_files_cache_ttl(Some(std::time::Duration::from_secs(secs))),
+            _ => CacheManagerConfig::default()
+                .with_list_files_cache_limit(LIST_CACHE_BYTES)
+                .with_list_files_cache_ttl(Some(config.metadata_ttl())),
         };
-        runtime = runtime.with_cache_manager(caches);
+        runtime = runtime
+            .with_cache_manager(caches)
+            .with_object_store_registry(Arc::new(StoreRegistry::new(Arc::clone(
+                ingester.stores(),
+            ))));
         let runtime = Arc::new(runtime.build()?);
 
         if catalog.snapshot().database(DEFAULT_DATABASE).is_none() {
@@ -93,11 +106,12 @@ impl QueryEngine {
                 Err(e) => return Err(e.into()),
             }
         }
-        let base = base_state(&config, &runtime, &catalog)?;
+        let base = base_state(&config, &runtime, &catalog, &ingester)?;
         Ok(Self {
             inner: Arc::new(EngineInner {
                 catalog,
                 ingester,
+                metadata_ttl: config.metadata_ttl(),
                 base,
                 pg_parser: PostgresCompatibilityParser::new(),
             }),
@@ -132,6 +146,7 @@ fn base_state(
     config: &EngineConfig,
     runtime: &Arc<RuntimeEnv>,
     catalog: &Arc<Catalog>,
+    ingester: &Arc<Ingester>,
 ) -> Result<SessionState> {
     let mut session_config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
@@ -153,13 +168,26 @@ fn base_state(
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .build();
     let ctx = SessionContext::new_with_state(state);
-    ctx.register_catalog(
-        CATALOG_NAME,
-        Arc::new(LakeCatalogProvider::new(Arc::clone(catalog))),
-    );
+    let lake = Arc::new(LakeCatalogProvider::new(
+        Arc::clone(catalog),
+        Arc::clone(ingester),
+        config.metadata_ttl(),
+    ));
+    lake.register_schema(SYSTEM_SCHEMA, system_schema(ingester.stores())?)?;
+    ctx.register_catalog(CATALOG_NAME, lake);
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
         .map_err(|e| Error::DataFusion(*e))?;
     Ok(ctx.state())
+}
+
+/// `REFRESH TABLE <rest>` → `<rest>`.
+fn refresh_table_rest(sql: &str) -> Option<&str> {
+    let mut words = sql.trim_start().splitn(3, char::is_whitespace);
+    let first = words.next()?;
+    let second = words.next()?;
+    (first.eq_ignore_ascii_case("refresh") && second.eq_ignore_ascii_case("table"))
+        .then(|| words.next())
+        .flatten()
 }
 
 /// The result of one statement.
@@ -267,6 +295,15 @@ impl Session {
     /// Splits and parses `sql`. Postgres syntax first (with the rewrites BI tools and psql
     /// need); DataFusion's own statements (`CREATE EXTERNAL TABLE`, `COPY … TO`) otherwise.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        // sqlparser has no `REFRESH TABLE`; Hive's `MSCK TABLE` is the same request.
+        let rewritten;
+        let sql = match refresh_table_rest(sql) {
+            Some(rest) => {
+                rewritten = format!("MSCK TABLE {rest}");
+                rewritten.as_str()
+            }
+            None => sql,
+        };
         // sqlparser accepts Hive's `CREATE EXTERNAL TABLE` and Postgres' `COPY`, but DataFusion
         // plans only its own forms of both: those go to DataFusion's parser.
         let datafusion_only = |s: &SqlStatement| {
@@ -299,6 +336,11 @@ impl Session {
 
     /// Plans one statement. Does no IO for queries over catalog tables.
     pub async fn plan(&self, statement: &Statement) -> Result<LogicalPlan> {
+        // What other processes committed to the catalog shows up within the metadata TTL.
+        self.engine
+            .catalog
+            .snapshot_within(self.engine.metadata_ttl)
+            .await;
         if let Some(plan) = crate::ddl::plan_special(statement)? {
             return Ok(plan);
         }
@@ -329,6 +371,26 @@ impl Session {
             LogicalPlan::Ddl(ddl) => self.execute_ddl(ddl).await.map(QueryOutput::Command),
             LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => {
                 self.execute_insert(dml).await.map(QueryOutput::Command)
+            }
+            LogicalPlan::Extension(ext) => {
+                match ext.node.as_any().downcast_ref::<crate::ddl::RefreshTable>() {
+                    Some(refresh) => self
+                        .refresh_table(&refresh.name)
+                        .await
+                        .map(QueryOutput::Command),
+                    None => Err(Error::not_supported(ext.node.name().to_owned())),
+                }
+            }
+            LogicalPlan::Copy(copy) => {
+                // Runs now, so that listings cached for the target are dropped after the write.
+                let target = copy.output_url.clone();
+                let df = self
+                    .ctx
+                    .execute_logical_plan(LogicalPlan::Copy(copy))
+                    .await?;
+                let result = self.materialize(df).await;
+                self.forget_listings(&target);
+                Ok(QueryOutput::Rows(result?))
             }
             plan => Ok(QueryOutput::Rows(
                 self.ctx.execute_logical_plan(plan).await?,

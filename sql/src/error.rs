@@ -52,8 +52,11 @@ impl Error {
             Self::Catalog(C::TableNotFound { .. }) => "42P01",
             Self::Catalog(C::TableExists { .. }) => "42P07",
             Self::Catalog(C::InvalidName { .. }) => "42602",
+            Self::Catalog(C::NoConditionalWrites { .. })
+            | Self::Ingest(tarn_ingest::Error::Catalog(C::NoConditionalWrites { .. })) => "55000",
             Self::Catalog(_) => "58000",
             Self::Ingest(tarn_ingest::Error::LocationNotEmpty { .. }) => "42P07",
+            Self::Ingest(tarn_ingest::Error::NotADeltaTable { .. }) => "58P01",
             Self::Ingest(_) | Self::Delta { .. } => "58000",
             Self::NotSupported { .. } => "0A000",
             Self::UnknownSetting { .. } => "42704",

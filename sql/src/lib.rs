@@ -12,6 +12,7 @@ mod ddl;
 mod engine;
 mod error;
 mod provider;
+mod stores;
 mod table;
 
 pub use config::EngineConfig;
@@ -19,3 +20,4 @@ pub use engine::{
     CATALOG_NAME, CommandTag, DEFAULT_DATABASE, QueryEngine, QueryEngineArgs, QueryOutput, Session,
 };
 pub use error::{Error, Result, datafusion_sqlstate};
+pub use stores::SYSTEM_SCHEMA;

@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::TableProvider;
 use tarn_catalog::{Catalog, CatalogSnapshot};
+use tarn_ingest::Ingester;
 
 use crate::table::LakeTableProvider;
 
@@ -17,13 +19,21 @@ use crate::table::LakeTableProvider;
 #[derive(Debug)]
 pub(crate) struct LakeCatalogProvider {
     catalog: Arc<Catalog>,
+    ingester: Arc<Ingester>,
+    metadata_ttl: Duration,
     system: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl LakeCatalogProvider {
-    pub(crate) fn new(catalog: Arc<Catalog>) -> Self {
+    pub(crate) fn new(
+        catalog: Arc<Catalog>,
+        ingester: Arc<Ingester>,
+        metadata_ttl: Duration,
+    ) -> Self {
         Self {
             catalog,
+            ingester,
+            metadata_ttl,
             system: RwLock::new(HashMap::new()),
         }
     }
@@ -49,6 +59,8 @@ impl CatalogProvider for LakeCatalogProvider {
         Some(Arc::new(LakeSchemaProvider {
             snapshot,
             database: name.to_owned(),
+            ingester: Arc::clone(&self.ingester),
+            metadata_ttl: self.metadata_ttl,
         }))
     }
 
@@ -74,6 +86,8 @@ impl CatalogProvider for LakeCatalogProvider {
 pub(crate) struct LakeSchemaProvider {
     snapshot: Arc<CatalogSnapshot>,
     database: String,
+    ingester: Arc<Ingester>,
+    metadata_ttl: Duration,
 }
 
 #[async_trait]
@@ -86,10 +100,13 @@ impl SchemaProvider for LakeSchemaProvider {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self
-            .snapshot
-            .table(&self.database, name)
-            .map(|t| Arc::new(LakeTableProvider::new(Arc::clone(t))) as Arc<dyn TableProvider>))
+        Ok(self.snapshot.table(&self.database, name).map(|t| {
+            Arc::new(LakeTableProvider::new(
+                Arc::clone(t),
+                Arc::clone(&self.ingester),
+                self.metadata_ttl,
+            )) as Arc<dyn TableProvider>
+        }))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -4,6 +4,7 @@
 //! and the listing options built, when the table is scanned.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
@@ -21,8 +22,8 @@ use datafusion::datasource::listing::{
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
-use deltalake::DeltaTable;
 use tarn_catalog::{Table, TableFormat};
+use tarn_ingest::Ingester;
 use url::Url;
 
 use crate::error::Error;
@@ -31,11 +32,17 @@ use crate::error::Error;
 #[derive(Debug)]
 pub(crate) struct LakeTableProvider {
     table: Arc<Table>,
+    ingester: Arc<Ingester>,
+    metadata_ttl: Duration,
 }
 
 impl LakeTableProvider {
-    pub(crate) fn new(table: Arc<Table>) -> Self {
-        Self { table }
+    pub(crate) fn new(table: Arc<Table>, ingester: Arc<Ingester>, metadata_ttl: Duration) -> Self {
+        Self {
+            table,
+            ingester,
+            metadata_ttl,
+        }
     }
 
     fn listing(&self, state: &dyn Session) -> DfResult<ListingTable> {
@@ -45,9 +52,11 @@ impl LakeTableProvider {
     async fn delta(&self, state: &dyn Session) -> DfResult<Arc<dyn TableProvider>> {
         let location = &self.table.location;
         let url = Url::parse(location).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let table = open_delta(&url)
+        let table = self
+            .ingester
+            .read_delta(&url, generation(&self.table), self.metadata_ttl)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            .map_err(|e| DataFusionError::External(Box::new(Error::from(e))))?;
         table
             .update_datafusion_session(state)
             .map_err(|e| delta_err(location, e))?;
@@ -60,28 +69,17 @@ impl LakeTableProvider {
     }
 }
 
+/// Tells apart tables created at the same location (dropped and created again): the time the
+/// catalog entry was created.
+pub(crate) fn generation(table: &Table) -> i64 {
+    table.created_at.timestamp_micros()
+}
+
 fn delta_err(location: &str, source: deltalake::DeltaTableError) -> DataFusionError {
     DataFusionError::External(Box::new(Error::Delta {
         location: location.to_owned(),
         source: Box::new(source),
     }))
-}
-
-/// Opens the Delta table at `url`; a location without a Delta log is an error.
-pub(crate) async fn open_delta(url: &Url) -> Result<DeltaTable, Error> {
-    let table = DeltaTable::try_from_url(url.clone())
-        .await
-        .map_err(|source| Error::Delta {
-            location: url.to_string(),
-            source: Box::new(source),
-        })?;
-    if table.version().is_none() {
-        return Err(Error::Location {
-            location: url.to_string(),
-            reason: "has no Delta log (_delta_log/)".to_owned(),
-        });
-    }
-    Ok(table)
 }
 
 /// Builds the file format of a listing table from its stored options.

@@ -1,6 +1,11 @@
 """Fixtures that run the real `tarn` binary for the end-to-end tests.
 
 Set TARN_BIN to the binary; default: $HOME/.cache/tarn-target/debug/tarn.
+
+With TARN_E2E_S3_ENDPOINT set (the test command points it at a moto server it starts), every
+warehouse is an S3 prefix in TARN_E2E_S3_BUCKET instead of a local folder, reached through the
+standard AWS_* environment variables; `lake(path)` reads and writes warehouse objects on
+either backend.
 """
 from __future__ import annotations
 
@@ -23,6 +28,67 @@ START_TIMEOUT = float(os.environ.get("TARN_E2E_START_TIMEOUT", "180"))
 STOP_TIMEOUT = float(os.environ.get("TARN_E2E_STOP_TIMEOUT", "30"))
 POLL_INTERVAL = 0.05
 
+S3_ENDPOINT = os.environ.get("TARN_E2E_S3_ENDPOINT")
+S3_BUCKET = os.environ.get("TARN_E2E_S3_BUCKET", "tarn-e2e")
+S3_ENV = {
+    "AWS_ENDPOINT_URL": S3_ENDPOINT or "",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_ALLOW_HTTP": "true",
+}
+
+
+def warehouse_location(path: Path) -> str:
+    """What `--warehouse` gets for the warehouse a test calls `path`."""
+    if not S3_ENDPOINT:
+        return str(path)
+    return f"s3://{S3_BUCKET}/{Path(path).as_posix().strip('/')}"
+
+
+class Lake:
+    """The objects of one warehouse, on local disk or in the S3 test bucket."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.prefix = self.path.as_posix().strip("/") + "/"
+        if S3_ENDPOINT:
+            import boto3
+
+            self.s3 = boto3.client("s3", endpoint_url=S3_ENDPOINT, **{
+                "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+                "region_name": "us-east-1",
+            })
+
+    def keys(self, under: str) -> list[str]:
+        """Object keys (relative to the warehouse) under `under`, sorted."""
+        if not S3_ENDPOINT:
+            root = self.path / under
+            return sorted(
+                p.relative_to(self.path).as_posix() for p in root.rglob("*") if p.is_file()
+            ) if root.exists() else []
+        out = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=S3_BUCKET, Prefix=self.prefix + under
+        ):
+            out += [o["Key"][len(self.prefix):] for o in page.get("Contents", [])]
+        return sorted(out)
+
+    def read(self, key: str) -> bytes:
+        if not S3_ENDPOINT:
+            return (self.path / key).read_bytes()
+        return self.s3.get_object(Bucket=S3_BUCKET, Key=self.prefix + key)["Body"].read()
+
+    def write(self, key: str, data: bytes) -> None:
+        if not S3_ENDPOINT:
+            (self.path / key).write_bytes(data)
+            return
+        self.s3.put_object(Bucket=S3_BUCKET, Key=self.prefix + key, Body=data)
+
+
+def lake(path: Path) -> Lake:
+    return Lake(path)
+
 
 def _env(extra: dict | None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARN__")}
@@ -30,6 +96,8 @@ def _env(extra: dict | None) -> dict:
     env.pop("RUST_LIB_BACKTRACE", None)
     env.setdefault("RUST_LOG", "info")
     env["NO_COLOR"] = "1"
+    if S3_ENDPOINT:
+        env.update(S3_ENV)
     if extra:
         env.update(extra)
     return env
@@ -98,7 +166,7 @@ class Tarn:
 def _args(warehouse, address_file, demo, config, extra_args):
     args = [
         TARN_BIN, "serve",
-        "--warehouse", str(warehouse),
+        "--warehouse", warehouse_location(warehouse),
         "--pg-addr", "127.0.0.1:0",
         "--http-addr", "127.0.0.1:0",
         "--address-file", str(address_file),

@@ -5,7 +5,7 @@ import pytest
 
 import requests
 
-from conftest import run_tarn_expect_failure
+from conftest import lake, run_tarn_expect_failure
 
 
 def q(conn, sql, params=None):
@@ -55,8 +55,9 @@ def test_restart_keeps_managed_tables(tarn_factory, tmp_path):
         ("lake", "people"), ("lake", "sales"), ("lake", "summary"), ("public", "top")
     ]
     # managed tables are Delta tables under <warehouse>/<database>/<table>/
-    assert (wh / "lake" / "sales" / "_delta_log").is_dir()
-    assert list((wh / "_tarn" / "catalog" / "log").glob("*.json"))
+    objects = lake(wh)
+    assert objects.keys("lake/sales/_delta_log/")
+    assert [k for k in objects.keys("_tarn/catalog/log/") if k.endswith(".json")]
     t.stop()
 
     t2 = tarn_factory.start(wh)
@@ -121,17 +122,19 @@ def test_truncated_catalog_entry_fails_startup(tarn_factory, tmp_path):
         c.execute("CREATE TABLE keep.t (a INT)")
         c.execute("INSERT INTO keep.t VALUES (1)")
     t.stop()
-    log = sorted((wh / "_tarn" / "catalog" / "log").glob("*.json"))
+    objects = lake(wh)
+    log = [k for k in objects.keys("_tarn/catalog/log/") if k.endswith(".json")]
     assert log, "no catalog log entries written"
     victim = log[-1]
-    data = victim.read_bytes()
+    data = objects.read(victim)
     assert len(data) > 4
-    victim.write_bytes(data[: len(data) // 2])
+    objects.write(victim, data[: len(data) // 2])
 
     rc, out, wrote = run_tarn_expect_failure(wh)
     assert rc != 0, out
     assert not wrote, "address file written although the catalog is corrupt"
-    assert victim.name in out, f"error does not name {victim.name}:\n{out[-3000:]}"
+    name = victim.rsplit("/", 1)[-1]
+    assert name in out, f"error does not name {name}:\n{out[-3000:]}"
 
 
 def test_corrupt_first_catalog_entry_fails_startup(tarn_factory, tmp_path):
@@ -140,11 +143,12 @@ def test_corrupt_first_catalog_entry_fails_startup(tarn_factory, tmp_path):
     with t.psycopg() as c:
         c.execute("CREATE DATABASE keep")
     t.stop()
-    first = sorted((wh / "_tarn" / "catalog" / "log").glob("*.json"))[0]
-    first.write_text("{ not json")
+    objects = lake(wh)
+    first = [k for k in objects.keys("_tarn/catalog/log/") if k.endswith(".json")][0]
+    objects.write(first, b"{ not json")
     rc, out, wrote = run_tarn_expect_failure(wh)
     assert rc != 0 and not wrote, out
-    assert first.name in out, out[-3000:]
+    assert first.rsplit("/", 1)[-1] in out, out[-3000:]
 
 
 def test_flight_addr_flag_refused(tmp_path):

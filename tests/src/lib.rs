@@ -2,24 +2,61 @@
 //! and the two sqllogictest drivers (in-process, and over the Postgres wire).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use sqllogictest::{DBOutput, DefaultColumnType};
+use tarn_catalog::{Catalog, CatalogConfig, ObjectStores, StoresConfig};
+use tarn_ingest::Ingester;
 use tarn_server::{Overrides, Server, TarnConfig};
-use tarn_sql::{QueryOutput, Session};
+use tarn_sql::{EngineConfig, QueryEngine, QueryEngineArgs, QueryOutput, Session};
 
-/// Starts tarn on 127.0.0.1 port 0 over `warehouse`.
+pub mod s3;
+
+/// Starts tarn on 127.0.0.1 port 0 over the local folder `warehouse`.
 pub async fn start_server(warehouse: &Path) -> anyhow::Result<Server> {
+    start_server_at(&warehouse.display().to_string(), StoresConfig::new()).await
+}
+
+/// Starts tarn on 127.0.0.1 port 0 over `warehouse` (a folder or URL) with `stores`.
+pub async fn start_server_at(warehouse: &str, stores: StoresConfig) -> anyhow::Result<Server> {
     let overrides = Overrides {
-        warehouse: Some(warehouse.display().to_string()),
+        warehouse: Some(warehouse.to_owned()),
         pg_addr: Some("127.0.0.1:0".into()),
         http_addr: Some("127.0.0.1:0".into()),
         ..Overrides::default()
     };
-    Ok(Server::start(TarnConfig::load(&overrides)?).await?)
+    let mut config = TarnConfig::load(&overrides)?;
+    config.stores = stores;
+    Ok(Server::start(config).await?)
+}
+
+/// An engine in this process over `warehouse` (a folder or URL) with `stores`.
+pub async fn engine_at(
+    warehouse: &str,
+    stores: StoresConfig,
+    config: EngineConfig,
+) -> anyhow::Result<QueryEngine> {
+    let url = tarn_catalog::parse_location(warehouse)?;
+    let stores = Arc::new(ObjectStores::new(stores)?);
+    let catalog = Arc::new(Catalog::open(url, CatalogConfig::default(), &stores).await?);
+    Ok(QueryEngine::try_new(QueryEngineArgs {
+        catalog,
+        ingester: Arc::new(Ingester::new(stores)),
+        config,
+    })
+    .await?)
+}
+
+/// Runs `sql` (one or more statements) and renders the last result's rows as text.
+pub async fn query(session: &Session, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    match session.sql(sql).await?.pop() {
+        Some(QueryOutput::Rows(df)) => render(&df.collect().await?),
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// Connects tokio-postgres to a running server.

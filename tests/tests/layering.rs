@@ -1,6 +1,6 @@
 //! The workspace's dependency graph is the one ARCHITECTURE.md draws:
 //! server → sql → ingest → catalog (server may use all three, sql may use ingest and catalog);
-//! benches and tests are leaves nothing depends on.
+//! tests is a leaf, and benches (which borrows its S3 test server) sits above it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -11,9 +11,14 @@ fn allowed(from: &str) -> &'static [&'static str] {
         "tarn-ingest" => &["tarn-catalog"],
         "tarn-sql" => &["tarn-ingest", "tarn-catalog"],
         "tarn-server" => &["tarn-sql", "tarn-ingest", "tarn-catalog"],
-        "tarn-benches" | "tarn-tests" => {
-            &["tarn-server", "tarn-sql", "tarn-ingest", "tarn-catalog"]
-        }
+        "tarn-tests" => &["tarn-server", "tarn-sql", "tarn-ingest", "tarn-catalog"],
+        "tarn-benches" => &[
+            "tarn-tests",
+            "tarn-server",
+            "tarn-sql",
+            "tarn-ingest",
+            "tarn-catalog",
+        ],
         _ => &[],
     }
 }

@@ -1,26 +1,17 @@
 //! `engine.memory_limit` bounds what queries may hold; past it, sorts spill to disk and still
 //! answer correctly.
 
-use std::sync::Arc;
-
-use tarn_catalog::{Catalog, CatalogConfig};
-use tarn_ingest::Ingester;
-use tarn_sql::{EngineConfig, QueryEngine, QueryEngineArgs, QueryOutput};
+use tarn_sql::{EngineConfig, QueryEngine, QueryOutput};
 
 async fn engine(dir: &std::path::Path, memory_limit: &str) -> anyhow::Result<QueryEngine> {
-    let url = tarn_catalog::parse_location(&dir.join("warehouse").display().to_string())?;
-    let catalog = Arc::new(Catalog::open(url, CatalogConfig::default()).await?);
-    Ok(QueryEngine::try_new(QueryEngineArgs {
-        catalog,
-        ingester: Arc::new(Ingester::new()),
-        config: EngineConfig {
-            memory_limit: Some(memory_limit.to_owned()),
-            spill_dir: Some(dir.join("spill")),
-            target_partitions: 1,
-            ..EngineConfig::default()
-        },
-    })
-    .await?)
+    let config = EngineConfig {
+        memory_limit: Some(memory_limit.to_owned()),
+        spill_dir: Some(dir.join("spill")),
+        target_partitions: 1,
+        ..EngineConfig::default()
+    };
+    let warehouse = dir.join("warehouse").display().to_string();
+    tarn_tests::engine_at(&warehouse, Default::default(), config).await
 }
 
 async fn text(engine: &QueryEngine, sql: &str) -> anyhow::Result<String> {

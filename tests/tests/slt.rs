@@ -1,14 +1,18 @@
-//! Runs every `tests/slt/**/*.slt` file twice: on an in-process session and over the
-//! Postgres wire against a live server. Each file gets a fresh warehouse; `$DATA` is a scratch
-//! folder for files the test writes itself.
+//! Runs every `tests/slt/**/*.slt` file on an in-process session and over the Postgres wire
+//! against a live server, each on a local warehouse and on an S3 one. Each file gets a fresh
+//! warehouse; `$DATA` is a scratch location for files the test writes itself and `$WAREHOUSE`
+//! the warehouse (neither ends in `/`).
+//!
+//! The S3 server is an in-process s3s-fs (with SigV4 keys checked), or the server named by
+//! `TARN_TEST_S3_ENDPOINT` (with `TARN_TEST_S3_BUCKET`): the test command runs this suite once
+//! more against a moto server that way.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use tarn_catalog::{Catalog, CatalogConfig};
-use tarn_ingest::Ingester;
-use tarn_sql::{EngineConfig, QueryEngine, QueryEngineArgs};
-use tarn_tests::{InProcessDb, PgDb, connect, start_server};
+use tarn_catalog::{Secret, StoreConfig, StoresConfig};
+use tarn_sql::EngineConfig;
+use tarn_tests::s3::{CreateOnly, S3TestServer};
+use tarn_tests::{InProcessDb, PgDb, connect, engine_at, start_server_at};
 
 fn slt_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -31,31 +35,103 @@ fn slt_files() -> Vec<PathBuf> {
     files
 }
 
-/// A scratch folder for one file's run: the warehouse and `$DATA` live under it.
-fn scratch() -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
-    let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data)?;
-    Ok((dir, data))
+/// Where one file's run keeps its warehouse and scratch files.
+struct Lake {
+    warehouse: String,
+    data: String,
+    stores: StoresConfig,
+    _dir: tempfile::TempDir,
 }
 
-async fn in_process_engine(warehouse: &Path) -> anyhow::Result<QueryEngine> {
-    let url = tarn_catalog::parse_location(&warehouse.display().to_string())?;
-    let catalog = Arc::new(Catalog::open(url, CatalogConfig::default()).await?);
-    Ok(QueryEngine::try_new(QueryEngineArgs {
-        catalog,
-        ingester: Arc::new(Ingester::new()),
-        config: EngineConfig::default(),
-    })
-    .await?)
+/// Where the lakes live: local folders, or prefixes in a bucket of an S3 server.
+enum Backend {
+    Local,
+    S3 {
+        bucket: String,
+        store: Box<StoreConfig>,
+        _server: Option<S3TestServer>,
+    },
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slt_in_process() -> anyhow::Result<()> {
+impl Backend {
+    async fn s3() -> anyhow::Result<Self> {
+        if let Ok(endpoint) = std::env::var("TARN_TEST_S3_ENDPOINT") {
+            let bucket = std::env::var("TARN_TEST_S3_BUCKET")
+                .map_err(|_| anyhow::anyhow!("TARN_TEST_S3_ENDPOINT needs TARN_TEST_S3_BUCKET"))?;
+            let store = StoreConfig {
+                endpoint: Some(endpoint),
+                region: Some("us-east-1".into()),
+                access_key_id: Some("testing".into()),
+                secret_access_key: Some(Secret::new("testing")),
+                allow_http: Some(true),
+                ..StoreConfig::default()
+            };
+            return Ok(Self::S3 {
+                bucket,
+                store: Box::new(store),
+                _server: None,
+            });
+        }
+        let server = S3TestServer::start("lake", CreateOnly::Enforced).await?;
+        Ok(Self::S3 {
+            bucket: "lake".into(),
+            store: Box::new(server.store_config()),
+            _server: Some(server),
+        })
+    }
+
+    fn lake(&self, file: &Path) -> anyhow::Result<Lake> {
+        let dir = tempfile::tempdir()?;
+        Ok(match self {
+            Self::Local => {
+                let data = dir.path().join("data");
+                std::fs::create_dir_all(&data)?;
+                Lake {
+                    warehouse: dir.path().join("warehouse").display().to_string(),
+                    data: data.display().to_string(),
+                    stores: StoresConfig::new(),
+                    _dir: dir,
+                }
+            }
+            Self::S3 { bucket, store, .. } => {
+                let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("slt");
+                let root = format!("s3://{bucket}/{stem}-{}", std::process::id());
+                let root = format!(
+                    "{root}-{}",
+                    dir.path()
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("x")
+                );
+                Lake {
+                    warehouse: format!("{root}/warehouse"),
+                    data: format!("{root}/data"),
+                    stores: [("default".to_owned(), (**store).clone())].into(),
+                    _dir: dir,
+                }
+            }
+        })
+    }
+}
+
+fn vars<D: sqllogictest::AsyncDB, M: sqllogictest::MakeConnection<Conn = D>>(
+    runner: &mut sqllogictest::Runner<D, M>,
+    lake: &Lake,
+) {
+    runner.set_var("DATA".into(), lake.data.clone());
+    runner.set_var("WAREHOUSE".into(), lake.warehouse.clone());
+}
+
+async fn run_in_process(backend: Backend) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for file in slt_files() {
-        let (dir, data) = scratch()?;
-        let engine = in_process_engine(&dir.path().join("warehouse")).await?;
+        let lake = backend.lake(&file)?;
+        let engine = engine_at(
+            &lake.warehouse,
+            lake.stores.clone(),
+            EngineConfig::default(),
+        )
+        .await?;
         let mut runner = sqllogictest::Runner::new(|| {
             let engine = engine.clone();
             async move {
@@ -64,7 +140,7 @@ async fn slt_in_process() -> anyhow::Result<()> {
                 })
             }
         });
-        runner.set_var("DATA".into(), data.display().to_string());
+        vars(&mut runner, &lake);
         if let Err(e) = runner.run_file_async(&file).await {
             failures.push(format!("{}: {e}", file.display()));
         }
@@ -73,12 +149,11 @@ async fn slt_in_process() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slt_over_postgres_wire() -> anyhow::Result<()> {
+async fn run_over_postgres_wire(backend: Backend) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for file in slt_files() {
-        let (dir, data) = scratch()?;
-        let server = start_server(&dir.path().join("warehouse")).await?;
+        let lake = backend.lake(&file)?;
+        let server = start_server_at(&lake.warehouse, lake.stores.clone()).await?;
         let client_server = &server;
         let mut runner = sqllogictest::Runner::new(|| async move {
             let client = connect(client_server)
@@ -89,7 +164,7 @@ async fn slt_over_postgres_wire() -> anyhow::Result<()> {
                 })?;
             Ok(PgDb { client })
         });
-        runner.set_var("DATA".into(), data.display().to_string());
+        vars(&mut runner, &lake);
         if let Err(e) = runner.run_file_async(&file).await {
             failures.push(format!("{}: {e}", file.display()));
         }
@@ -98,4 +173,24 @@ async fn slt_over_postgres_wire() -> anyhow::Result<()> {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_local_in_process() -> anyhow::Result<()> {
+    run_in_process(Backend::Local).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_local_over_postgres_wire() -> anyhow::Result<()> {
+    run_over_postgres_wire(Backend::Local).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_s3_in_process() -> anyhow::Result<()> {
+    run_in_process(Backend::s3().await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_s3_over_postgres_wire() -> anyhow::Result<()> {
+    run_over_postgres_wire(Backend::s3().await?).await
 }
