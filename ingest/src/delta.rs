@@ -51,6 +51,17 @@ pub(crate) async fn open(
 /// location → (snapshot, when it was last checked against the log, the table's generation).
 type Entries = HashMap<String, (DeltaTable, Instant, i64)>;
 
+/// Opens the Delta table at `location` to read it: a location without a Delta log is an error.
+pub(crate) async fn open_existing(stores: &ObjectStores, location: &Url) -> Result<DeltaTable> {
+    let table = open(stores, location, false).await?;
+    if table.version().is_none() {
+        return Err(Error::NotADeltaTable {
+            location: location.to_string(),
+        });
+    }
+    Ok(table)
+}
+
 /// Delta snapshots by location, reused by queries until they are older than the metadata TTL.
 /// Our own commits replace the entry at once.
 #[derive(Debug, Default)]
@@ -108,13 +119,8 @@ pub(crate) async fn read(
                 .map_err(delta_err(location))?;
             table
         }
-        None => open(stores, location, false).await?,
+        None => open_existing(stores, location).await?,
     };
-    if table.version().is_none() {
-        return Err(Error::NotADeltaTable {
-            location: location.to_string(),
-        });
-    }
     cache.put(location, generation, table.clone(), now);
     Ok(table)
 }

@@ -92,13 +92,7 @@ impl Ingester {
     /// The latest version of the Delta table at `location`, read now (not cached). A location
     /// without a Delta log is an error.
     pub async fn load_delta(&self, location: &Url) -> Result<DeltaTable> {
-        let table = delta::open(&self.stores, location, false).await?;
-        if table.version().is_none() {
-            return Err(Error::NotADeltaTable {
-                location: location.to_string(),
-            });
-        }
-        Ok(table)
+        delta::open_existing(&self.stores, location).await
     }
 
     /// The Delta table at `location` for reading: a snapshot at most `max_age` old (our own

@@ -51,6 +51,24 @@ pub async fn engine_at(
     .await?)
 }
 
+/// Requests per operation that `store` has served since start-up
+/// (`system.object_store_requests`).
+pub async fn request_counts(
+    engine: &QueryEngine,
+    store: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
+    let rows = query(
+        &engine.session()?,
+        &format!(
+            "SELECT operation, requests FROM system.object_store_requests WHERE store = '{store}'"
+        ),
+    )
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok((r[0].clone(), r[1].parse()?)))
+        .collect()
+}
+
 /// Runs `sql` (one or more statements) and renders the last result's rows as text.
 pub async fn query(session: &Session, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
     match session.sql(sql).await?.pop() {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tarn_catalog::{Secret, StoreConfig, StoresConfig};
 use tarn_sql::{EngineConfig, QueryEngine};
 use tarn_tests::s3::{CreateOnly, S3TestServer};
-use tarn_tests::{connect, engine_at, query, start_server_at};
+use tarn_tests::{connect, engine_at, query, request_counts, start_server_at};
 
 fn stores(name: &str, config: StoreConfig) -> StoresConfig {
     [(name.to_owned(), config)].into()
@@ -31,30 +31,15 @@ async fn sql(engine: &QueryEngine, sql: &str) -> anyhow::Result<Vec<Vec<String>>
     query(&engine.session()?, sql).await
 }
 
-/// Requests per operation on `store` since start-up.
-async fn requests(engine: &QueryEngine, store: &str) -> anyhow::Result<BTreeMap<String, i64>> {
-    let rows = sql(
-        engine,
-        &format!(
-            "SELECT operation, requests FROM system.object_store_requests WHERE store = '{store}'"
-        ),
-    )
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r[0].clone(), r[1].parse().unwrap_or(-1)))
-        .collect())
-}
-
 /// What `body` cost in requests to `store`, by operation (zeros left out).
 async fn cost(
     engine: &QueryEngine,
     store: &str,
     body: &str,
 ) -> anyhow::Result<(Vec<Vec<String>>, BTreeMap<String, i64>)> {
-    let before = requests(engine, store).await?;
+    let before = request_counts(engine, store).await?;
     let rows = sql(engine, body).await?;
-    let after = requests(engine, store).await?;
+    let after = request_counts(engine, store).await?;
     let diff = after
         .into_iter()
         .map(|(op, n)| {

@@ -8,20 +8,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tarn_sql::{EngineConfig, QueryEngine, QueryOutput};
-use tarn_tests::engine_at;
 use tarn_tests::s3::{CreateOnly, S3TestServer};
-
-async fn requests(engine: &QueryEngine) -> anyhow::Result<BTreeMap<String, i64>> {
-    let rows = tarn_tests::query(
-        &engine.session()?,
-        "SELECT operation, requests FROM system.object_store_requests WHERE store = 'default'",
-    )
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r[0].clone(), r[1].parse().unwrap_or(0)))
-        .collect())
-}
+use tarn_tests::{engine_at, request_counts};
 
 struct Run {
     plan: Duration,
@@ -33,7 +21,7 @@ struct Run {
 /// Runs `sql`, timing planning (parse, logical and physical plan: listing and footers happen
 /// here) apart from the whole, and counting the requests it made.
 async fn run(engine: &QueryEngine, sql: &str) -> anyhow::Result<Run> {
-    let before = requests(engine).await?;
+    let before = request_counts(engine, "default").await?;
     let session = engine.session()?;
     let start = Instant::now();
     let Some(QueryOutput::Rows(df)) = session.sql(sql).await?.pop() else {
@@ -44,7 +32,7 @@ async fn run(engine: &QueryEngine, sql: &str) -> anyhow::Result<Run> {
     let planned = start.elapsed();
     let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
     let total = start.elapsed();
-    let after = requests(engine).await?;
+    let after = request_counts(engine, "default").await?;
     let requests = after
         .into_iter()
         .map(|(op, n)| (op.clone(), n - before.get(&op).copied().unwrap_or(0)))
