@@ -37,6 +37,8 @@ impl Default for CatalogConfig {
 pub struct Catalog {
     warehouse: Url,
     store: Arc<dyn ObjectStore>,
+    /// The warehouse's path in `store`.
+    root: Path,
     files: CatalogFiles,
     current: RwLock<Arc<CatalogSnapshot>>,
     /// When the log was last read (or written) by this process.
@@ -81,6 +83,7 @@ impl Catalog {
         Ok(Self {
             warehouse,
             store,
+            root,
             files,
             current: RwLock::new(Arc::new(snapshot)),
             checked: std::sync::Mutex::new(std::time::Instant::now()),
@@ -94,6 +97,11 @@ impl Catalog {
     /// The warehouse URL, always ending in `/`.
     pub fn warehouse(&self) -> &Url {
         &self.warehouse
+    }
+
+    /// The warehouse's path in its store.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The store the warehouse lives in.
@@ -244,6 +252,9 @@ mod tests {
                 properties: BTreeMap::new(),
                 created_at: Utc::now(),
                 updated_at: Utc::now(),
+                partitions: None,
+                skipped_files: BTreeMap::new(),
+                versions: Vec::new(),
             },
         }
     }

@@ -44,6 +44,18 @@ pub enum Error {
     #[error("table \"{table}\" already exists")]
     TableExists { table: TableRef },
 
+    #[error("crawler \"{crawler}\" does not exist")]
+    CrawlerNotFound { crawler: String },
+
+    #[error("crawler \"{crawler}\" already exists")]
+    CrawlerExists { crawler: String },
+
+    #[error("invalid crawler option {option}: {reason}")]
+    CrawlerOption { option: String, reason: String },
+
+    #[error("invalid partition for table \"{table}\": {reason}")]
+    InvalidPartition { table: TableRef, reason: String },
+
     #[error("invalid name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
 

@@ -84,9 +84,70 @@ pub struct Table {
     pub properties: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The catalog's own partition list (Glue's partitions), for tables a crawler maintains.
+    /// `Some`: scans read only these folders, pruned by their values, and never list the table
+    /// root. `None`: the table's files are found by listing its location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Vec<Partition>>,
+    /// Files under the location that scans leave out, with the reason (set by crawlers: a
+    /// corrupt footer, a schema that does not fit). Paths are relative to `location`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped_files: BTreeMap<String, String>,
+    /// Every version of the table's definition, oldest first; the last is the current one.
+    /// Empty for tables written before versions were kept (then the table is at version 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<TableVersion>,
 }
 
+/// One version of a table's definition. A new one is made by every schema change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableVersion {
+    pub version: u64,
+    pub schema: SchemaRef,
+    pub partition_columns: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    /// Why this version was made (`created`, `crawler c1 added columns x, y`).
+    pub reason: String,
+}
+
+/// A partition registered in the catalog: its values (in partition-column order, as the
+/// folder names spell them; `__HIVE_DEFAULT_PARTITION__` is NULL) and its folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    pub values: Vec<String>,
+    /// A folder URL ending in `/`.
+    pub location: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The partition value Hive writes for NULL.
+pub const NULL_PARTITION_VALUE: &str = "__HIVE_DEFAULT_PARTITION__";
+
 impl Table {
+    /// The current version number.
+    pub fn version(&self) -> u64 {
+        self.versions.last().map_or(1, |v| v.version)
+    }
+
+    /// The table's version history, oldest first (a table from before versions were kept has
+    /// one, made when it was created).
+    pub fn history(&self) -> Vec<TableVersion> {
+        if self.versions.is_empty() {
+            return vec![self.first_version("created")];
+        }
+        self.versions.clone()
+    }
+
+    fn first_version(&self, reason: &str) -> TableVersion {
+        TableVersion {
+            version: 1,
+            schema: Arc::clone(&self.schema),
+            partition_columns: self.partition_columns.clone(),
+            created_at: self.created_at,
+            reason: reason.to_owned(),
+        }
+    }
+
     pub fn table_ref(&self) -> TableRef {
         TableRef::new(&self.database, &self.name)
     }
@@ -113,7 +174,15 @@ pub struct CatalogSnapshot {
     /// Keyed by (database, table).
     #[serde(with = "table_map")]
     pub tables: BTreeMap<(String, String), Arc<Table>>,
+    #[serde(default)]
+    pub crawlers: BTreeMap<String, Arc<Crawler>>,
+    /// The latest runs of each crawler, oldest first (at most [`CRAWL_RUNS_KEPT`] each).
+    #[serde(default)]
+    pub crawl_runs: BTreeMap<String, Vec<Arc<CrawlRun>>>,
 }
+
+/// How many runs of each crawler the catalog keeps.
+pub const CRAWL_RUNS_KEPT: usize = 100;
 
 impl CatalogSnapshot {
     pub fn database(&self, name: &str) -> Option<&Database> {
@@ -165,6 +234,10 @@ impl CatalogSnapshot {
             }
             Op::CreateTable { table } => {
                 validate_name(&table.name)?;
+                let mut table = table.clone();
+                if table.versions.is_empty() {
+                    table.versions.push(table.first_version("created"));
+                }
                 if !self.databases.contains_key(&table.database) {
                     return Err(Error::DatabaseNotFound {
                         database: table.database.clone(),
@@ -176,7 +249,7 @@ impl CatalogSnapshot {
                         table: table.table_ref(),
                     });
                 }
-                self.tables.insert(key, Arc::new(table.clone()));
+                self.tables.insert(key, Arc::new(table));
             }
             Op::DropTable { table } => {
                 let key = (table.database.clone(), table.table.clone());
@@ -186,8 +259,105 @@ impl CatalogSnapshot {
                     });
                 }
             }
+            Op::UpdateTable { table, reason } => {
+                let key = (table.database.clone(), table.name.clone());
+                let Some(old) = self.tables.get(&key) else {
+                    return Err(Error::TableNotFound {
+                        table: table.table_ref(),
+                    });
+                };
+                // A table dropped and created again meanwhile is not the one this update read.
+                if old.created_at != table.created_at {
+                    return Err(Error::TableNotFound {
+                        table: table.table_ref(),
+                    });
+                }
+                let mut next = table.clone();
+                // Partitions change only through AddPartitions, so a concurrent one is kept.
+                next.partitions = old.partitions.clone();
+                next.versions = old.history();
+                let changed =
+                    old.schema != next.schema || old.partition_columns != next.partition_columns;
+                if changed {
+                    next.versions.push(TableVersion {
+                        version: old.version() + 1,
+                        schema: Arc::clone(&next.schema),
+                        partition_columns: next.partition_columns.clone(),
+                        created_at: next.updated_at,
+                        reason: reason.clone(),
+                    });
+                }
+                self.tables.insert(key, Arc::new(next));
+            }
+            Op::AddPartitions { table, partitions } => {
+                let key = (table.database.clone(), table.table.clone());
+                let Some(entry) = self.tables.get_mut(&key) else {
+                    return Err(Error::TableNotFound {
+                        table: table.clone(),
+                    });
+                };
+                let entry = Arc::make_mut(entry);
+                let width = entry.partition_columns.len();
+                let list = entry.partitions.get_or_insert_with(Vec::new);
+                for p in partitions {
+                    if p.values.len() != width {
+                        return Err(Error::InvalidPartition {
+                            table: table.clone(),
+                            reason: format!(
+                                "{} values for {width} partition columns",
+                                p.values.len()
+                            ),
+                        });
+                    }
+                    if !list.iter().any(|q| q.values == p.values) {
+                        list.push(p.clone());
+                    }
+                }
+            }
+            Op::CreateCrawler { crawler } => {
+                validate_name(&crawler.name)?;
+                if self.crawlers.contains_key(&crawler.name) {
+                    return Err(Error::CrawlerExists {
+                        crawler: crawler.name.clone(),
+                    });
+                }
+                if !self.databases.contains_key(&crawler.database) {
+                    return Err(Error::DatabaseNotFound {
+                        database: crawler.database.clone(),
+                    });
+                }
+                self.crawlers
+                    .insert(crawler.name.clone(), Arc::new(crawler.clone()));
+            }
+            Op::DropCrawler { name } => {
+                if self.crawlers.remove(name).is_none() {
+                    return Err(Error::CrawlerNotFound {
+                        crawler: name.clone(),
+                    });
+                }
+                self.crawl_runs.remove(name);
+            }
+            Op::RecordCrawlRun { run } => {
+                if !self.crawlers.contains_key(&run.crawler) {
+                    return Err(Error::CrawlerNotFound {
+                        crawler: run.crawler.clone(),
+                    });
+                }
+                let runs = self.crawl_runs.entry(run.crawler.clone()).or_default();
+                runs.push(Arc::new(run.clone()));
+                let excess = runs.len().saturating_sub(CRAWL_RUNS_KEPT);
+                runs.drain(..excess);
+            }
         }
         Ok(())
+    }
+
+    /// A crawler's next run number.
+    pub fn next_crawl_run(&self, crawler: &str) -> u64 {
+        self.crawl_runs
+            .get(crawler)
+            .and_then(|runs| runs.last())
+            .map_or(1, |r| r.run + 1)
     }
 }
 
@@ -195,10 +365,130 @@ impl CatalogSnapshot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    CreateDatabase { database: Database },
-    DropDatabase { name: String, cascade: bool },
-    CreateTable { table: Table },
-    DropTable { table: TableRef },
+    CreateDatabase {
+        database: Database,
+    },
+    DropDatabase {
+        name: String,
+        cascade: bool,
+    },
+    CreateTable {
+        table: Table,
+    },
+    DropTable {
+        table: TableRef,
+    },
+    /// Replaces a table's definition; a changed schema or partition columns make a new version.
+    UpdateTable {
+        table: Table,
+        reason: String,
+    },
+    /// Registers partitions; ones already registered (same values) are left as they are.
+    AddPartitions {
+        table: TableRef,
+        partitions: Vec<Partition>,
+    },
+    CreateCrawler {
+        crawler: Crawler,
+    },
+    DropCrawler {
+        name: String,
+    },
+    RecordCrawlRun {
+        run: CrawlRun,
+    },
+}
+
+/// What a crawler does when a file brings columns the table does not have, or types that
+/// differ (Glue's schema change policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaChangePolicy {
+    /// Add new columns to the table (a new table version).
+    #[default]
+    AddColumns,
+    /// Leave the table as it is and record the change in the run.
+    Log,
+    /// Fail the run; nothing in the catalog changes.
+    Fail,
+}
+
+impl SchemaChangePolicy {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "add_columns" | "update_in_database" | "update" => Some(Self::AddColumns),
+            "log" => Some(Self::Log),
+            "fail" => Some(Self::Fail),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AddColumns => "add_columns",
+            Self::Log => "log",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+/// A crawler: a location to visit, the database its tables go to, and how to read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Crawler {
+    pub name: String,
+    /// A folder URL ending in `/`.
+    pub location: String,
+    pub database: String,
+    #[serde(default)]
+    pub options: CrawlerOptions,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A crawler's settings (`CREATE CRAWLER … WITH (…)`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CrawlerOptions {
+    /// How many folders below the location a table sits: 0 = the location is one table,
+    /// 1 = each top-level folder is a table. `None` = 1, unless every top-level folder is a
+    /// `key=value` partition folder (then the location is one partitioned table).
+    pub table_level: Option<u32>,
+    pub schema_change: SchemaChangePolicy,
+    /// Treat plain folders between a table and its files as partitions named `partition_0`,
+    /// `partition_1`, … (as Glue does). Off: such files just belong to the table.
+    pub unnamed_partitions: bool,
+    /// Put before every discovered table name.
+    pub table_prefix: String,
+    /// A cron expression; the server re-runs the crawler on it.
+    pub schedule: Option<String>,
+}
+
+/// One run of a crawler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrawlRun {
+    pub crawler: String,
+    /// 1, 2, … per crawler.
+    pub run: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub succeeded: bool,
+    /// Why the run failed.
+    pub error: Option<String>,
+    pub tables_created: Vec<String>,
+    pub tables_updated: Vec<String>,
+    pub partitions_added: u64,
+    /// Files whose schema was read in this run (already-seen, unchanged files are not).
+    pub files_read: u64,
+    pub files_skipped: Vec<SkippedFile>,
+    /// Schema changes found and, depending on the policy, applied or only logged.
+    pub schema_changes: Vec<String>,
+}
+
+/// A file a crawl could not use, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedFile {
+    /// A URL.
+    pub path: String,
+    pub reason: String,
 }
 
 /// Names are stored as given; they must be usable as a folder name in the warehouse.

@@ -1,8 +1,12 @@
-//! HTTP: `GET /health` and `POST /query` (JSON in, JSON out).
+//! HTTP: `GET /health`, `POST /query` (JSON in, JSON out), the catalog and crawlers
+//! (`/catalog/…`, `/crawlers/…`, see [`crate::catalog_api`]), and AWS JSON APIs on `POST /`
+//! chosen by `X-Amz-Target` (Glue, see [`crate::glue`]).
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,10 +24,64 @@ pub(crate) struct HttpState {
 }
 
 pub(crate) fn router(state: HttpState) -> Router {
+    use crate::catalog_api as api;
     Router::new()
+        .route("/", post(aws))
         .route("/health", get(health))
         .route("/query", post(query))
+        .route("/catalog/databases", get(api::databases))
+        .route("/catalog/databases/{db}", get(api::database))
+        .route("/catalog/databases/{db}/tables", get(api::tables))
+        .route("/catalog/databases/{db}/tables/{table}", get(api::table))
+        .route(
+            "/catalog/databases/{db}/tables/{table}/partitions",
+            get(api::partitions),
+        )
+        .route(
+            "/catalog/databases/{db}/tables/{table}/versions",
+            get(api::versions),
+        )
+        .route("/crawlers", get(api::crawlers).post(api::create_crawler))
+        .route(
+            "/crawlers/{name}",
+            get(api::crawler).delete(api::drop_crawler),
+        )
+        .route("/crawlers/{name}/run", post(api::run_crawler))
+        .route("/crawlers/{name}/runs", get(api::crawler_runs))
         .with_state(Arc::new(state))
+}
+
+/// AWS JSON protocol requests: `X-Amz-Target: <Service>.<Operation>`.
+async fn aws(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
+    use crate::glue::{AwsError, aws_json};
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) | Err(_) => {
+                return AwsError::new("SerializationException", "the body is not a JSON object")
+                    .into_response();
+            }
+        }
+    };
+    match target.split_once('.') {
+        Some(("AWSGlue", operation)) => {
+            match crate::glue::handle(&state.engine, operation, &body).await {
+                Ok(v) => aws_json(v),
+                Err(e) => e.into_response(),
+            }
+        }
+        _ => AwsError::new(
+            "UnknownOperationException",
+            format!("unknown X-Amz-Target {target:?}; tarn serves AWSGlue.*"),
+        )
+        .into_response(),
+    }
 }
 
 async fn health() -> Json<Value> {

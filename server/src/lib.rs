@@ -1,14 +1,18 @@
 //! tarn's server: the `tarn` binary and the composition root.
 //!
 //! Owns: configuration, start-up and shutdown, the Postgres wire (pgwire with tarn's own
-//! handlers, one session per connection), HTTP (health, JSON queries), the demo data.
+//! handlers, one session per connection), HTTP (health, JSON queries, the catalog REST API,
+//! the Glue-compatible API), the crawler scheduler, the demo data.
 //! Only this crate knows a wire protocol and maps errors to SQLSTATE / HTTP status.
 
+mod catalog_api;
 mod config;
 mod demo;
 mod error;
+mod glue;
 mod http;
 mod pg;
+mod scheduler;
 mod server;
 
 pub use config::{FlightConfig, HttpConfig, Overrides, PgConfig, ShutdownConfig, TarnConfig};

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::{Set, Statement as SqlStatement};
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::arrow_pg::datatypes::df::{deserialize_parameters, encode_dataframe};
@@ -27,6 +26,7 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
+use tarn_sql::Statement;
 use tarn_sql::{CommandTag, QueryOutput, Session};
 
 /// A prepared statement: the text, the parsed statement and its plan.
@@ -279,7 +279,7 @@ impl SimpleQueryHandler for TarnQueryHandler {
         let count = statements.len();
         let mut responses = Vec::with_capacity(count);
         'statements: for (i, statement) in statements.into_iter().enumerate() {
-            if let Statement::Statement(s) = &statement
+            if let Some(s) = statement.as_sql()
                 && TarnQueryParser::hooks_apply(s)
             {
                 match self.set_show(s) {
@@ -476,7 +476,7 @@ impl QueryParser for TarnQueryParser {
             ))));
         }
         let statement = statements.remove(0);
-        if let Statement::Statement(s) = &statement
+        if let Some(s) = statement.as_sql()
             && Self::hooks_apply(s)
         {
             for hook in &self.hooks {
@@ -544,7 +544,7 @@ impl ExtendedQueryHandler for TarnQueryHandler {
         let types = parameter_types(plan)?;
         let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
         let params = deserialize_parameters(portal, &type_refs)?;
-        if let Statement::Statement(s) = statement
+        if let Some(s) = statement.as_sql()
             && TarnQueryParser::hooks_apply(s)
         {
             if self.set_show(s)? {

@@ -80,6 +80,7 @@ impl Server {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(serve_pg(pg, engine.clone(), cancel.clone(), tasks.clone()));
+        tasks.spawn(crate::scheduler::run(engine.clone(), cancel.clone()));
         let app = router(HttpState {
             engine: engine.clone(),
             max_rows: config.http.max_rows,

@@ -342,6 +342,9 @@ impl Session {
             properties: BTreeMap::new(),
             created_at: now,
             updated_at: now,
+            partitions: None,
+            skipped_files: BTreeMap::new(),
+            versions: Vec::new(),
         };
         let op = Op::CreateTable {
             table: entry.clone(),
@@ -439,6 +442,9 @@ impl Session {
             properties: BTreeMap::new(),
             created_at: now,
             updated_at: now,
+            partitions: None,
+            skipped_files: BTreeMap::new(),
+            versions: Vec::new(),
         };
         self.engine
             .catalog

@@ -10,7 +10,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
-use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
@@ -58,6 +58,10 @@ pub(crate) struct EngineInner {
 }
 
 impl QueryEngine {
+    pub(crate) fn from_inner(inner: Arc<EngineInner>) -> Self {
+        Self { inner }
+    }
+
     /// Builds the engine: the shared memory pool and spill folder, and the default database.
     pub async fn try_new(args: QueryEngineArgs) -> Result<Self> {
         let QueryEngineArgs {
@@ -173,7 +177,9 @@ fn base_state(
         Arc::clone(ingester),
         config.metadata_ttl(),
     ));
-    lake.register_schema(SYSTEM_SCHEMA, system_schema(ingester.stores())?)?;
+    let system = system_schema(ingester.stores())?;
+    crate::system::register(system.as_ref(), catalog)?;
+    lake.register_schema(SYSTEM_SCHEMA, system)?;
     ctx.register_catalog(CATALOG_NAME, lake);
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
         .map_err(|e| Error::DataFusion(*e))?;
@@ -188,6 +194,32 @@ fn refresh_table_rest(sql: &str) -> Option<&str> {
     (first.eq_ignore_ascii_case("refresh") && second.eq_ignore_ascii_case("table"))
         .then(|| words.next())
         .flatten()
+}
+
+/// One parsed statement: SQL (Postgres or DataFusion syntax) or one of tarn's own.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    Sql(DfStatement),
+    Crawler(crate::crawl::CrawlerStatement),
+}
+
+impl Statement {
+    /// The statement as sqlparser parsed it, if it is plain SQL.
+    pub fn as_sql(&self) -> Option<&SqlStatement> {
+        match self {
+            Self::Sql(DfStatement::Statement(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+fn is_show_crawlers(sql: &str) -> bool {
+    let words: Vec<&str> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .collect();
+    matches!(words.as_slice(), [a, b] if a.eq_ignore_ascii_case("show") && b.eq_ignore_ascii_case("crawlers"))
 }
 
 /// The result of one statement.
@@ -295,11 +327,29 @@ impl Session {
     /// Splits and parses `sql`. Postgres syntax first (with the rewrites BI tools and psql
     /// need); DataFusion's own statements (`CREATE EXTERNAL TABLE`, `COPY … TO`) otherwise.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        if let Some(crawler) = crate::crawl::parse_crawler_statement(sql) {
+            return Ok(vec![Statement::Crawler(crawler?)]);
+        }
+        Ok(self
+            .parse_sql(sql)?
+            .into_iter()
+            .map(Statement::Sql)
+            .collect())
+    }
+
+    fn parse_sql(&self, sql: &str) -> Result<Vec<DfStatement>> {
         // sqlparser has no `REFRESH TABLE`; Hive's `MSCK TABLE` is the same request.
         let rewritten;
         let sql = match refresh_table_rest(sql) {
             Some(rest) => {
                 rewritten = format!("MSCK TABLE {rest}");
+                rewritten.as_str()
+            }
+            None if is_show_crawlers(sql) => {
+                rewritten = format!(
+                    "SELECT name, location, database, schedule, schema_change, last_run, \
+                     last_run_succeeded, next_run_at FROM {SYSTEM_SCHEMA}.crawlers ORDER BY name"
+                );
                 rewritten.as_str()
             }
             None => sql,
@@ -316,7 +366,7 @@ impl Session {
         {
             return Ok(statements
                 .iter()
-                .map(|s| Statement::Statement(Box::new(s.clone())))
+                .map(|s| DfStatement::Statement(Box::new(s.clone())))
                 .collect());
         }
         let dialect = PostgreSqlDialect {};
@@ -341,10 +391,14 @@ impl Session {
             .catalog
             .snapshot_within(self.engine.metadata_ttl)
             .await;
+        let statement = match statement {
+            Statement::Crawler(c) => return crate::crawl::CrawlerCommand::plan(c.clone()),
+            Statement::Sql(s) => s,
+        };
         if let Some(plan) = crate::ddl::plan_special(statement)? {
             return Ok(plan);
         }
-        if let Statement::Statement(s) = statement
+        if let DfStatement::Statement(s) = statement
             && let SqlStatement::ShowVariable { variable } = s.as_ref()
             && variable.len() > 1
         {
@@ -373,13 +427,17 @@ impl Session {
                 self.execute_insert(dml).await.map(QueryOutput::Command)
             }
             LogicalPlan::Extension(ext) => {
-                match ext.node.as_any().downcast_ref::<crate::ddl::RefreshTable>() {
-                    Some(refresh) => self
+                let node = ext.node.as_any();
+                if let Some(refresh) = node.downcast_ref::<crate::ddl::RefreshTable>() {
+                    return self
                         .refresh_table(&refresh.name)
                         .await
-                        .map(QueryOutput::Command),
-                    None => Err(Error::not_supported(ext.node.name().to_owned())),
+                        .map(QueryOutput::Command);
                 }
+                if let Some(command) = node.downcast_ref::<crate::crawl::CrawlerCommand>() {
+                    return self.execute_crawler(&command.statement).await;
+                }
+                Err(Error::not_supported(ext.node.name().to_owned()))
             }
             LogicalPlan::Copy(copy) => {
                 // Runs now, so that listings cached for the target are dropped after the write.

@@ -52,6 +52,10 @@ impl Error {
             Self::Catalog(C::TableNotFound { .. }) => "42P01",
             Self::Catalog(C::TableExists { .. }) => "42P07",
             Self::Catalog(C::InvalidName { .. }) => "42602",
+            Self::Catalog(C::CrawlerNotFound { .. }) => "42704",
+            Self::Catalog(C::CrawlerExists { .. }) => "42710",
+            Self::Catalog(C::CrawlerOption { .. } | C::InvalidPartition { .. }) => "22023",
+            Self::Catalog(C::InvalidUrl { .. }) => "22023",
             Self::Catalog(C::NoConditionalWrites { .. })
             | Self::Ingest(tarn_ingest::Error::Catalog(C::NoConditionalWrites { .. })) => "55000",
             Self::Catalog(_) => "58000",

@@ -8,16 +8,20 @@
 //! server maps to each protocol.
 
 mod config;
+mod crawl;
 mod ddl;
 mod engine;
 mod error;
 mod provider;
 mod stores;
+mod system;
 mod table;
 
 pub use config::EngineConfig;
+pub use crawl::{CrawlerStatement, crawler_options};
 pub use engine::{
     CATALOG_NAME, CommandTag, DEFAULT_DATABASE, QueryEngine, QueryEngineArgs, QueryOutput, Session,
+    Statement,
 };
 pub use error::{Error, Result, datafusion_sqlstate};
 pub use stores::SYSTEM_SCHEMA;

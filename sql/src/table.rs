@@ -6,23 +6,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_schema::SchemaRef;
+use arrow_schema::{FieldRef, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::config::{ConfigFileType, TableOptions};
-use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchemaBuilder;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
-use tarn_catalog::{Table, TableFormat};
+use futures::TryStreamExt;
+use tarn_catalog::{Partition, Table, TableFormat};
 use tarn_ingest::Ingester;
 use url::Url;
 
@@ -67,6 +71,189 @@ impl LakeTableProvider {
             }))
         })
     }
+}
+
+impl LakeTableProvider {
+    /// Scans a table whose partitions the catalog lists: prunes them by their values with the
+    /// filters on partition columns, then lists only the folders of the partitions left. The
+    /// table root is never listed, and `EXPLAIN` shows only the files of those partitions.
+    async fn scan_partitions(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let table = &self.table;
+        let partition_fields: Vec<FieldRef> = table
+            .partition_columns
+            .iter()
+            .map(|name| Ok(Arc::new(table.schema.field_with_name(name)?.clone())))
+            .collect::<DfResult<_>>()?;
+        let names: Vec<&str> = table.partition_columns.iter().map(String::as_str).collect();
+        let partition_filters: Vec<&Expr> = filters
+            .iter()
+            .filter(|f| {
+                !names.is_empty()
+                    && datafusion::datasource::listing::helpers::expr_applicable_for_cols(&names, f)
+            })
+            .collect();
+        let partitions = table.partitions.as_deref().unwrap_or_default();
+        let selected = prune_partitions(state, partitions, &partition_fields, &partition_filters)?;
+        tracing::debug!(table = %table.table_ref(), partitions = partitions.len(),
+            selected = selected.len(), "partitions pruned by the catalog");
+
+        let format = file_format(state, table.format, &table.options)?;
+        let root = ListingTableUrl::parse(&table.location)?;
+        let store_url = root.object_store();
+        let store = state.runtime_env().object_store(&store_url)?;
+        let root_prefix = root.prefix().clone();
+        let compression = table.options.get("format.compression").map(String::as_str);
+        let mut files = Vec::new();
+        for (partition, values) in selected {
+            let url = ListingTableUrl::parse(&partition.location)?;
+            for meta in list_folder(state, store.as_ref(), url.prefix())
+                .await?
+                .iter()
+            {
+                let meta = meta.clone();
+                let name = meta.location.filename().unwrap_or_default();
+                // Folder markers and empty files hold no rows.
+                if meta.size == 0 || !tarn_catalog::file_belongs_to(name, table.format, compression)
+                {
+                    continue;
+                }
+                let relative: Vec<String> = meta
+                    .location
+                    .prefix_match(&root_prefix)
+                    .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect())
+                    .unwrap_or_default();
+                if relative
+                    .iter()
+                    .any(|p| p.starts_with('_') || p.starts_with('.'))
+                    || table.skipped_files.contains_key(&relative.join("/"))
+                {
+                    continue;
+                }
+                files.push(
+                    PartitionedFile::new_from_meta(meta).with_partition_values(values.clone()),
+                );
+            }
+        }
+        if files.is_empty() {
+            let schema = datafusion::physical_plan::project_schema(&table.schema, projection)?;
+            return Ok(Arc::new(datafusion::physical_plan::empty::EmptyExec::new(
+                schema,
+            )));
+        }
+        files.sort_by(|a, b| a.object_meta.location.cmp(&b.object_meta.location));
+        let groups = FileGroup::new(files).split_files(state.config().target_partitions());
+        let table_schema = TableSchemaBuilder::new(Arc::new(table.file_schema()))
+            .with_table_partition_cols(partition_fields)
+            .build();
+        let source = format.file_source(table_schema);
+        let config = FileScanConfigBuilder::new(store_url, source)
+            .with_file_groups(groups)
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        format.create_physical_plan(state, config).await
+    }
+}
+
+/// Every file under `prefix`, at any depth (Athena reads a partition's subfolders too),
+/// through DataFusion's list-files cache, so a repeated query lists nothing until the metadata
+/// TTL runs out or the table is refreshed.
+async fn list_folder(
+    state: &dyn Session,
+    store: &dyn object_store::ObjectStore,
+    prefix: &object_store::path::Path,
+) -> DfResult<Arc<Vec<object_store::ObjectMeta>>> {
+    use datafusion::execution::cache::TableScopedPath;
+    let list = || async {
+        store
+            .list(Some(prefix))
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))
+    };
+    let Some(cache) = state.runtime_env().cache_manager.get_list_files_cache() else {
+        return Ok(Arc::new(list().await?));
+    };
+    let key = TableScopedPath {
+        table: None,
+        path: prefix.clone(),
+    };
+    if let Some(hit) = cache.get(&key) {
+        return Ok(hit.files_matching_prefix(&None));
+    }
+    let files = list().await?;
+    let cached: datafusion::execution::cache::cache_manager::CachedFileList = files.into();
+    let result = cached.files_matching_prefix(&None);
+    cache.put(&key, cached);
+    Ok(result)
+}
+
+/// The partitions whose values pass every filter, with their values typed as the columns.
+pub(crate) fn prune_partitions<'a>(
+    state: &dyn Session,
+    partitions: &'a [Partition],
+    fields: &[FieldRef],
+    filters: &[&Expr],
+) -> DfResult<Vec<(&'a Partition, Vec<ScalarValue>)>> {
+    let typed: Vec<Vec<ScalarValue>> = partitions
+        .iter()
+        .map(|p| {
+            if p.values.len() != fields.len() {
+                return Err(DataFusionError::Internal(format!(
+                    "partition {} has {} values for {} partition columns",
+                    p.location,
+                    p.values.len(),
+                    fields.len()
+                )));
+            }
+            fields
+                .iter()
+                .zip(&p.values)
+                .map(|(f, v)| partition_value(f.data_type(), v))
+                .collect::<DfResult<Vec<_>>>()
+        })
+        .collect::<DfResult<_>>()?;
+    if filters.is_empty() || partitions.is_empty() {
+        return Ok(partitions.iter().zip(typed).collect());
+    }
+    let schema = Arc::new(arrow_schema::Schema::new(fields.to_vec()));
+    let columns = (0..fields.len())
+        .map(|i| ScalarValue::iter_to_array(typed.iter().map(|row| row[i].clone())))
+        .collect::<DfResult<Vec<_>>>()?;
+    let batch = arrow::array::RecordBatch::try_new(Arc::clone(&schema), columns)?;
+    let df_schema = datafusion::common::DFSchema::try_from(schema)?;
+    let mut keep = vec![true; partitions.len()];
+    for filter in filters {
+        let expr = state.create_physical_expr((*filter).clone(), &df_schema)?;
+        let result = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask = result
+            .as_any()
+            .downcast_ref::<arrow::array::BooleanArray>()
+            .ok_or_else(|| DataFusionError::Internal("partition filter is not boolean".into()))?;
+        for (i, k) in keep.iter_mut().enumerate() {
+            *k = *k && arrow::array::Array::is_valid(mask, i) && mask.value(i);
+        }
+    }
+    Ok(partitions
+        .iter()
+        .zip(typed)
+        .zip(keep)
+        .filter_map(|(p, k)| k.then_some(p))
+        .collect())
+}
+
+/// A partition folder's value as a value of the column's type.
+fn partition_value(data_type: &arrow_schema::DataType, value: &str) -> DfResult<ScalarValue> {
+    if value == tarn_catalog::NULL_PARTITION_VALUE {
+        return ScalarValue::try_from(data_type);
+    }
+    ScalarValue::try_from_string(value.to_owned(), data_type)
 }
 
 /// Tells apart tables created at the same location (dropped and created again): the time the
@@ -196,6 +383,10 @@ impl TableProvider for LakeTableProvider {
                     .scan(state, projection, filters, limit)
                     .await
             }
+            _ if self.table.partitions.is_some() => {
+                self.scan_partitions(state, projection, filters, limit)
+                    .await
+            }
             _ => {
                 self.listing(state)?
                     .scan(state, projection, filters, limit)
@@ -215,6 +406,15 @@ impl TableProvider for LakeTableProvider {
             TableFormat::Delta => Err(DataFusionError::Internal(
                 "Delta inserts go through the engine".to_owned(),
             )),
+            // The catalog lists these tables' partitions; files written outside a crawl would
+            // not be read until the next one.
+            _ if self.table.partitions.is_some() => Err(DataFusionError::External(Box::new(
+                Error::not_supported(format!(
+                    "INSERT into \"{}\", whose partitions a crawler maintains (write the files, \
+                     then RUN CRAWLER)",
+                    self.table.table_ref()
+                )),
+            ))),
             _ => {
                 self.listing(state)?
                     .insert_into(state, input, insert_op)

@@ -69,6 +69,38 @@ pub async fn request_counts(
         .collect()
 }
 
+/// What `body` cost in requests to `store`, by operation (zeros left out).
+pub async fn request_cost(
+    engine: &QueryEngine,
+    store: &str,
+    body: &str,
+) -> anyhow::Result<(Vec<Vec<String>>, std::collections::BTreeMap<String, i64>)> {
+    let before = request_counts(engine, store).await?;
+    let rows = query(&engine.session()?, body).await?;
+    let after = request_counts(engine, store).await?;
+    let diff = after
+        .into_iter()
+        .map(|(op, n)| {
+            let d = n - before.get(&op).copied().unwrap_or(0);
+            (op, d)
+        })
+        .filter(|(_, d)| *d != 0)
+        .collect();
+    Ok((rows, diff))
+}
+
+/// Writes `bytes` to the object at `url` through the engine's stores (a file or an S3 key).
+pub async fn put_object(engine: &QueryEngine, url: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+    let url = if url.contains("://") {
+        url::Url::parse(url)?
+    } else {
+        url::Url::from_file_path(url).map_err(|()| anyhow::anyhow!("not a path: {url}"))?
+    };
+    let (store, path) = engine.ingester().stores().resolve(&url)?;
+    object_store::ObjectStoreExt::put(store.as_ref(), &path, bytes.into()).await?;
+    Ok(())
+}
+
 /// Runs `sql` (one or more statements) and renders the last result's rows as text.
 pub async fn query(session: &Session, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
     match session.sql(sql).await?.pop() {

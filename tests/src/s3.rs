@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -32,6 +33,9 @@ struct Atomic {
     fs: FileSystem,
     create_only: CreateOnly,
     puts: tokio::sync::Mutex<()>,
+    /// Key prefixes (`bucket/key…`) whose objects cannot be read: `AccessDenied`, as S3
+    /// answers when a bucket policy denies `GetObject` there.
+    denied: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// `impl S3 for Atomic`: every listed operation goes to s3s-fs; `put_object` is our own.
@@ -51,6 +55,22 @@ macro_rules! delegate {
             ) -> S3Result<S3Response<PutObjectOutput>> {
                 self.put(req).await
             }
+
+            async fn get_object(
+                &self,
+                req: S3Request<GetObjectInput>,
+            ) -> S3Result<S3Response<GetObjectOutput>> {
+                self.check_access(&req.input.bucket, &req.input.key)?;
+                self.fs.get_object(req).await
+            }
+
+            async fn head_object(
+                &self,
+                req: S3Request<HeadObjectInput>,
+            ) -> S3Result<S3Response<HeadObjectOutput>> {
+                self.check_access(&req.input.bucket, &req.input.key)?;
+                self.fs.head_object(req).await
+            }
         }
     };
 }
@@ -62,9 +82,7 @@ delegate! {
     delete_object: DeleteObjectInput => DeleteObjectOutput,
     delete_objects: DeleteObjectsInput => DeleteObjectsOutput,
     get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput,
-    get_object: GetObjectInput => GetObjectOutput,
     head_bucket: HeadBucketInput => HeadBucketOutput,
-    head_object: HeadObjectInput => HeadObjectOutput,
     list_buckets: ListBucketsInput => ListBucketsOutput,
     list_objects: ListObjectsInput => ListObjectsOutput,
     list_objects_v2: ListObjectsV2Input => ListObjectsV2Output,
@@ -76,6 +94,15 @@ delegate! {
 }
 
 impl Atomic {
+    fn check_access(&self, bucket: &str, key: &str) -> S3Result<()> {
+        let full = format!("{bucket}/{key}");
+        let denied = self.denied.lock().unwrap_or_else(|e| e.into_inner());
+        if denied.iter().any(|p| full.starts_with(p.as_str())) {
+            return Err(s3s::s3_error!(AccessDenied, "Access Denied"));
+        }
+        Ok(())
+    }
+
     async fn put(
         &self,
         mut req: S3Request<PutObjectInput>,
@@ -97,6 +124,7 @@ pub struct S3TestServer {
     pub addr: SocketAddr,
     pub root: tempfile::TempDir,
     stop: CancellationToken,
+    denied: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for S3TestServer {
@@ -111,11 +139,13 @@ impl S3TestServer {
         let root = tempfile::tempdir()?;
         std::fs::create_dir(root.path().join(bucket))?;
         let fs = FileSystem::new(root.path()).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?;
+        let denied = Arc::new(std::sync::Mutex::new(Vec::new()));
         let service = {
             let mut b = s3s::service::S3ServiceBuilder::new(Atomic {
                 fs,
                 create_only,
                 puts: tokio::sync::Mutex::new(()),
+                denied: Arc::clone(&denied),
             });
             b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
             b.build()
@@ -146,7 +176,21 @@ impl S3TestServer {
                 });
             }
         });
-        Ok(Self { addr, root, stop })
+        Ok(Self {
+            addr,
+            root,
+            stop,
+            denied,
+        })
+    }
+
+    /// From now on, reading any object of `bucket` whose key starts with `prefix` is
+    /// `AccessDenied` (listing still shows them, as with a policy denying `GetObject`).
+    pub fn deny_reads(&self, bucket: &str, prefix: &str) {
+        self.denied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("{bucket}/{prefix}"));
     }
 
     pub fn endpoint(&self) -> String {

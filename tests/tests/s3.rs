@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tarn_catalog::{Secret, StoreConfig, StoresConfig};
 use tarn_sql::{EngineConfig, QueryEngine};
 use tarn_tests::s3::{CreateOnly, S3TestServer};
-use tarn_tests::{connect, engine_at, query, request_counts, start_server_at};
+use tarn_tests::{connect, engine_at, query, request_cost as cost, start_server_at};
 
 fn stores(name: &str, config: StoreConfig) -> StoresConfig {
     [(name.to_owned(), config)].into()
@@ -29,26 +29,6 @@ fn long_ttl() -> EngineConfig {
 
 async fn sql(engine: &QueryEngine, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
     query(&engine.session()?, sql).await
-}
-
-/// What `body` cost in requests to `store`, by operation (zeros left out).
-async fn cost(
-    engine: &QueryEngine,
-    store: &str,
-    body: &str,
-) -> anyhow::Result<(Vec<Vec<String>>, BTreeMap<String, i64>)> {
-    let before = request_counts(engine, store).await?;
-    let rows = sql(engine, body).await?;
-    let after = request_counts(engine, store).await?;
-    let diff = after
-        .into_iter()
-        .map(|(op, n)| {
-            let d = n - before.get(&op).copied().unwrap_or(0);
-            (op, d)
-        })
-        .filter(|(_, d)| *d != 0)
-        .collect();
-    Ok((rows, diff))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

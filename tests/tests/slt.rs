@@ -1,7 +1,7 @@
 //! Runs every `tests/slt/**/*.slt` file on an in-process session and over the Postgres wire
 //! against a live server, each on a local warehouse and on an S3 one. Each file gets a fresh
 //! warehouse; `$DATA` is a scratch location for files the test writes itself and `$WAREHOUSE`
-//! the warehouse (neither ends in `/`).
+//! the warehouse (neither ends in `/`); `$DATA_URL` is `$DATA` as a URL.
 //!
 //! The S3 server is an in-process s3s-fs (with SigV4 keys checked), or the server named by
 //! `TARN_TEST_S3_ENDPOINT` (with `TARN_TEST_S3_BUCKET`): the test command runs this suite once
@@ -32,6 +32,17 @@ fn slt_files() -> Vec<PathBuf> {
     );
     files.sort();
     assert!(!files.is_empty(), "no .slt files found");
+    // Without substitution `$DATA` is taken literally: files land in a folder named `$DATA`.
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("slt file");
+        if text.contains("$DATA") || text.contains("$WAREHOUSE") {
+            assert!(
+                text.contains("control substitution on"),
+                "{} uses $DATA or $WAREHOUSE without `control substitution on`",
+                file.display()
+            );
+        }
+    }
     files
 }
 
@@ -119,6 +130,13 @@ fn vars<D: sqllogictest::AsyncDB, M: sqllogictest::MakeConnection<Conn = D>>(
     lake: &Lake,
 ) {
     runner.set_var("DATA".into(), lake.data.clone());
+    // `$DATA` as the catalog spells locations: a URL.
+    let url = if lake.data.contains("://") {
+        lake.data.clone()
+    } else {
+        format!("file://{}", lake.data)
+    };
+    runner.set_var("DATA_URL".into(), url);
     runner.set_var("WAREHOUSE".into(), lake.warehouse.clone());
 }
 
