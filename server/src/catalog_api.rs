@@ -139,7 +139,7 @@ fn crawler_json(c: &Crawler, last: Option<&Arc<CrawlRun>>) -> Value {
 }
 
 pub(crate) async fn databases(State(s): State<Arc<HttpState>>) -> ApiResult {
-    let snapshot = s.engine.catalog().snapshot();
+    let snapshot = s.engine.catalog_snapshot().await;
     let dbs: Vec<Value> = snapshot
         .databases
         .values()
@@ -149,7 +149,7 @@ pub(crate) async fn databases(State(s): State<Arc<HttpState>>) -> ApiResult {
 }
 
 pub(crate) async fn database(State(s): State<Arc<HttpState>>, Path(db): Path<String>) -> ApiResult {
-    let snapshot = s.engine.catalog().snapshot();
+    let snapshot = s.engine.catalog_snapshot().await;
     let d = snapshot.database(&db).ok_or_else(|| {
         ApiError::from(tarn_catalog::Error::DatabaseNotFound {
             database: db.clone(),
@@ -161,7 +161,7 @@ pub(crate) async fn database(State(s): State<Arc<HttpState>>, Path(db): Path<Str
 }
 
 pub(crate) async fn tables(State(s): State<Arc<HttpState>>, Path(db): Path<String>) -> ApiResult {
-    let snapshot = s.engine.catalog().snapshot();
+    let snapshot = s.engine.catalog_snapshot().await;
     if snapshot.database(&db).is_none() {
         return Err(tarn_catalog::Error::DatabaseNotFound { database: db }.into());
     }
@@ -169,8 +169,8 @@ pub(crate) async fn tables(State(s): State<Arc<HttpState>>, Path(db): Path<Strin
     Ok(Json(json!({"tables": tables})))
 }
 
-fn find(s: &HttpState, db: &str, table: &str) -> Result<Arc<Table>, ApiError> {
-    let snapshot = s.engine.catalog().snapshot();
+async fn find(s: &HttpState, db: &str, table: &str) -> Result<Arc<Table>, ApiError> {
+    let snapshot = s.engine.catalog_snapshot().await;
     if snapshot.database(db).is_none() {
         return Err(tarn_catalog::Error::DatabaseNotFound {
             database: db.to_owned(),
@@ -187,7 +187,7 @@ pub(crate) async fn table(
     State(s): State<Arc<HttpState>>,
     Path((db, table)): Path<(String, String)>,
 ) -> ApiResult {
-    let t = find(&s, &db, &table)?;
+    let t = find(&s, &db, &table).await?;
     Ok(Json(table_json(&t)))
 }
 
@@ -201,7 +201,7 @@ pub(crate) async fn partitions(
     Path((db, table)): Path<(String, String)>,
     Query(q): Query<PartitionQuery>,
 ) -> ApiResult {
-    let t = find(&s, &db, &table)?;
+    let t = find(&s, &db, &table).await?;
     let parts = s.engine.partitions_matching(&t, q.expression.as_deref())?;
     let list: Vec<Value> = parts.iter().map(|p| partition_json(&t, p)).collect();
     Ok(Json(
@@ -213,13 +213,13 @@ pub(crate) async fn versions(
     State(s): State<Arc<HttpState>>,
     Path((db, table)): Path<(String, String)>,
 ) -> ApiResult {
-    let t = find(&s, &db, &table)?;
+    let t = find(&s, &db, &table).await?;
     let list: Vec<Value> = t.history().iter().map(version_json).collect();
     Ok(Json(json!({"current": t.version(), "versions": list})))
 }
 
 pub(crate) async fn crawlers(State(s): State<Arc<HttpState>>) -> ApiResult {
-    let snapshot = s.engine.catalog().snapshot();
+    let snapshot = s.engine.catalog_snapshot().await;
     let list: Vec<Value> = snapshot
         .crawlers
         .values()
@@ -228,8 +228,8 @@ pub(crate) async fn crawlers(State(s): State<Arc<HttpState>>) -> ApiResult {
     Ok(Json(json!({"crawlers": list})))
 }
 
-fn find_crawler(s: &HttpState, name: &str) -> Result<Value, ApiError> {
-    let snapshot = s.engine.catalog().snapshot();
+async fn find_crawler(s: &HttpState, name: &str) -> Result<Value, ApiError> {
+    let snapshot = s.engine.catalog_snapshot().await;
     let c = snapshot.crawlers.get(name).ok_or_else(|| {
         ApiError::from(tarn_catalog::Error::CrawlerNotFound {
             crawler: name.to_owned(),
@@ -245,7 +245,7 @@ pub(crate) async fn crawler(
     State(s): State<Arc<HttpState>>,
     Path(name): Path<String>,
 ) -> ApiResult {
-    Ok(Json(find_crawler(&s, &name)?))
+    Ok(Json(find_crawler(&s, &name).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,7 +278,10 @@ pub(crate) async fn create_crawler(
     s.engine
         .create_crawler(&body.name, &body.location, &body.database, options, false)
         .await?;
-    Ok((StatusCode::CREATED, Json(find_crawler(&s, &body.name)?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(find_crawler(&s, &body.name).await?),
+    ))
 }
 
 pub(crate) async fn drop_crawler(
@@ -301,7 +304,7 @@ pub(crate) async fn crawler_runs(
     State(s): State<Arc<HttpState>>,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let snapshot = s.engine.catalog().snapshot();
+    let snapshot = s.engine.catalog_snapshot().await;
     if !snapshot.crawlers.contains_key(&name) {
         return Err(tarn_catalog::Error::CrawlerNotFound { crawler: name }.into());
     }

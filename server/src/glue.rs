@@ -86,7 +86,7 @@ pub(crate) async fn handle(
     operation: &str,
     body: &Value,
 ) -> Result<Value, AwsError> {
-    let snapshot = engine.catalog().snapshot();
+    let snapshot = engine.catalog_snapshot().await;
     let catalog = Glue {
         snapshot: &snapshot,
         warehouse: engine.catalog().warehouse().as_str(),

@@ -126,6 +126,15 @@ impl QueryEngine {
         &self.inner.catalog
     }
 
+    /// The catalog as of at most `engine.metadata_ttl_secs` ago: what other processes
+    /// committed shows up within that time, as it does for queries.
+    pub async fn catalog_snapshot(&self) -> Arc<tarn_catalog::CatalogSnapshot> {
+        self.inner
+            .catalog
+            .snapshot_within(self.inner.metadata_ttl)
+            .await
+    }
+
     pub fn ingester(&self) -> &Arc<Ingester> {
         &self.inner.ingester
     }
