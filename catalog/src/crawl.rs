@@ -528,7 +528,9 @@ fn find_tables(
                 .collect();
             let all_partitions =
                 !top_folders.is_empty() && top_folders.iter().all(|p| hive_segment(p).is_some());
-            if delta_roots.contains(&Vec::new()) || all_partitions {
+            // Files but no folders: the location itself is the table.
+            let only_files = top_folders.is_empty() && !visible.is_empty();
+            if delta_roots.contains(&Vec::new()) || all_partitions || only_files {
                 0
             } else {
                 1
@@ -708,6 +710,7 @@ async fn plan_delta(
                     table.schema = schema;
                     table.partition_columns = partition_columns;
                     table.updated_at = now;
+                    table.partitions = None;
                     Ok(vec![Op::UpdateTable {
                         table,
                         reason: format!("crawler {} read a new Delta schema", crawler.name),
@@ -922,9 +925,31 @@ async fn plan_files(
     let mut changes = Vec::new();
     let mut skipped_files = misplaced;
     let mut accepted: BTreeSet<String> = BTreeSet::new();
+    // An existing table's partition columns have types: a file whose folder values do not fit
+    // them is refused before its schema counts.
+    let existing_types: Vec<DataType> = existing
+        .map(|t| {
+            partition_keys
+                .iter()
+                .filter_map(|k| t.schema.field_with_name(k).ok())
+                .map(|f| f.data_type().clone())
+                .collect()
+        })
+        .unwrap_or_default();
     for f in &to_read {
         let url = f.url(base);
         let rel = f.parts[depth..].join("/");
+        let layout = partition_layout(&f.parts[depth..f.parts.len() - 1], unnamed);
+        if let Some(((_, value), t)) = layout
+            .iter()
+            .zip(&existing_types)
+            .find(|((_, v), t)| !value_fits(t, v))
+        {
+            let reason = format!("partition value {value:?} is not a {t}");
+            report.skip(url, reason.clone());
+            skipped_files.insert(rel, reason);
+            continue;
+        }
         let read = match reads.get(&url) {
             Some(Ok(s)) => s,
             Some(Err(reason)) => {
@@ -1144,6 +1169,7 @@ async fn plan_files(
                 table.schema = schema;
                 table.skipped_files = all_skipped;
                 table.updated_at = now;
+                table.partitions = None;
                 if !report.tables_updated.contains(&candidate.name) && old.schema != table.schema {
                     report.tables_updated.push(candidate.name.clone());
                 }

@@ -579,3 +579,23 @@ async fn crawls_survive_a_restart_and_recrawl_incrementally() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_of_files_is_one_table() -> anyhow::Result<()> {
+    let lake = Lake::local().await?;
+    lake.put("flat/a.csv", b"k,v\n1,x\n".to_vec()).await?;
+    lake.put("flat/b.csv", b"k,v\n2,y\n".to_vec()).await?;
+    lake.sql("CREATE DATABASE lake").await?;
+    lake.sql(&format!(
+        "CREATE CRAWLER c ON '{}flat/' INTO lake",
+        lake.src
+    ))
+    .await?;
+    let run = lake.run("c").await?;
+    assert_eq!(field(&run, "tables_created"), "1", "{run:?}");
+    assert_eq!(
+        lake.sql("SELECT k, v FROM lake.flat ORDER BY k").await?,
+        rows(&[&["1", "x"], &["2", "y"]])
+    );
+    Ok(())
+}
