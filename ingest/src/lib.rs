@@ -1,12 +1,14 @@
 //! tarn's ingest: everything that puts data into the lake.
 //!
 //! Owns: writing managed Delta tables from Arrow batches (batch loads, the demo data), and
-//! removing a managed table's data when it is dropped. Stream logs, delivery, replication and
-//! compaction will live here too.
+//! removing a managed table's data when it is dropped; stream logs (Kinesis-style shards in a
+//! local write-ahead log, [`stream::Streams`]). Delivery, replication and compaction will live
+//! here too.
 //! Must not: build a DataFusion `SessionContext` or depend on `tarn-sql` / `tarn-server`.
 
 mod delta;
 mod error;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

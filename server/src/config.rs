@@ -29,6 +29,8 @@ pub struct TarnConfig {
     pub engine: EngineConfig,
     /// `[stores.<name>]`: S3-compatible stores (endpoint, region, keys, which buckets).
     pub stores: StoresConfig,
+    /// `[streams]`: where the Kinesis-style stream logs live.
+    pub streams: tarn_ingest::stream::StreamsConfig,
     pub shutdown: ShutdownConfig,
 }
 
@@ -44,6 +46,7 @@ impl Default for TarnConfig {
             catalog: CatalogConfig::default(),
             engine: EngineConfig::default(),
             stores: StoresConfig::default(),
+            streams: tarn_ingest::stream::StreamsConfig::default(),
             shutdown: ShutdownConfig::default(),
         }
     }

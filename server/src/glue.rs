@@ -8,77 +8,16 @@
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use tarn_catalog::{CatalogSnapshot, Partition, Table, TableFormat, TableKind, TableVersion};
 use tarn_sql::QueryEngine;
 
-/// The account id tarn answers with (Glue's `CatalogId`).
-pub(crate) const CATALOG_ID: &str = "000000000000";
+use crate::aws::{ACCOUNT_ID as CATALOG_ID, AwsError};
+
 /// Page size when a request gives no `MaxResults`.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
-
-/// An AWS-style error.
-pub(crate) struct AwsError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-}
-
-impl AwsError {
-    pub(crate) fn new(kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            kind,
-            message: message.into(),
-        }
-    }
-
-    fn not_found(message: impl Into<String>) -> Self {
-        Self::new("EntityNotFoundException", message)
-    }
-
-    fn invalid(message: impl Into<String>) -> Self {
-        Self::new("InvalidInputException", message)
-    }
-
-    fn internal(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            kind: "InternalServiceException",
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for AwsError {
-    fn into_response(self) -> Response {
-        let body = json!({"__type": self.kind, "message": self.message}).to_string();
-        let mut response = (self.status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        if let Ok(v) = HeaderValue::from_str(self.kind) {
-            headers.insert("x-amzn-errortype", v);
-        }
-        response
-    }
-}
-
-/// A successful awsJson1_1 answer.
-pub(crate) fn aws_json(value: Value) -> Response {
-    let mut response = (StatusCode::OK, value.to_string()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    response
-}
 
 /// Answers one Glue operation.
 pub(crate) async fn handle(

@@ -20,6 +20,7 @@ use tarn_sql::{QueryEngine, QueryOutput};
 #[derive(Clone)]
 pub(crate) struct HttpState {
     pub(crate) engine: QueryEngine,
+    pub(crate) streams: Arc<tarn_ingest::stream::Streams>,
     pub(crate) max_rows: usize,
 }
 
@@ -53,7 +54,7 @@ pub(crate) fn router(state: HttpState) -> Router {
 
 /// AWS JSON protocol requests: `X-Amz-Target: <Service>.<Operation>`.
 async fn aws(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
-    use crate::glue::{AwsError, aws_json};
+    use crate::aws::{AwsError, aws_json};
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -70,6 +71,12 @@ async fn aws(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Byte
         }
     };
     match target.split_once('.') {
+        Some(("Kinesis_20131202", operation)) => {
+            match crate::kinesis::handle(&state.streams, operation, &body).await {
+                Ok(v) => aws_json(v),
+                Err(e) => e.into_response(),
+            }
+        }
         Some(("AWSGlue", operation)) => {
             match crate::glue::handle(&state.engine, operation, &body).await {
                 Ok(v) => aws_json(v),
@@ -78,7 +85,9 @@ async fn aws(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Byte
         }
         _ => AwsError::new(
             "UnknownOperationException",
-            format!("unknown X-Amz-Target {target:?}; tarn serves AWSGlue.*"),
+            format!(
+                "unknown X-Amz-Target {target:?}; tarn serves AWSGlue.* and Kinesis_20131202.*"
+            ),
         )
         .into_response(),
     }

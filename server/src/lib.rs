@@ -5,12 +5,14 @@
 //! the Glue-compatible API), the crawler scheduler, the demo data.
 //! Only this crate knows a wire protocol and maps errors to SQLSTATE / HTTP status.
 
+mod aws;
 mod catalog_api;
 mod config;
 mod demo;
 mod error;
 mod glue;
 mod http;
+mod kinesis;
 mod pg;
 mod scheduler;
 mod server;

@@ -62,6 +62,13 @@ impl Server {
         if config.demo {
             crate::demo::load(&engine).await?;
         }
+        let streams_dir = streams_dir(&config)?;
+        let streams = Arc::new(
+            tarn_ingest::stream::Streams::open(streams_dir.clone(), config.streams.clone())
+                .map_err(|e| {
+                    Error::Config(format!("streams.dir {}: {e}", streams_dir.display()))
+                })?,
+        );
 
         let pg = bind("Postgres wire", "pg.addr", &config.pg.addr).await?;
         let http = bind("HTTP", "http.addr", &config.http.addr).await?;
@@ -83,6 +90,7 @@ impl Server {
         tasks.spawn(crate::scheduler::run(engine.clone(), cancel.clone()));
         let app = router(HttpState {
             engine: engine.clone(),
+            streams,
             max_rows: config.http.max_rows,
         });
         let http_cancel = cancel.clone();
@@ -142,6 +150,21 @@ impl Server {
         }
         tracing::info!("tarn stopped");
     }
+}
+
+/// Where the stream logs live: `streams.dir`, else beside a local warehouse's catalog, else
+/// `./tarn-streams` (logs are local files even when the warehouse is in S3).
+fn streams_dir(config: &TarnConfig) -> Result<std::path::PathBuf> {
+    if let Some(dir) = &config.streams.dir {
+        return Ok(dir.clone());
+    }
+    let warehouse = tarn_catalog::parse_location(&config.warehouse)?;
+    if warehouse.scheme() == "file"
+        && let Ok(path) = warehouse.to_file_path()
+    {
+        return Ok(path.join("_tarn").join("streams"));
+    }
+    Ok(std::path::PathBuf::from("./tarn-streams"))
 }
 
 async fn serve_pg(
