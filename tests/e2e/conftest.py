@@ -191,6 +191,10 @@ def start_tarn(
     """Start tarn on port 0 and wait for its address file."""
     assert os.path.exists(TARN_BIN), f"TARN_BIN not found: {TARN_BIN}"
     warehouse = Path(warehouse)
+    if S3_ENDPOINT:
+        # Stream logs are local files even when the warehouse is in S3: one folder per
+        # warehouse, so a restart on the same warehouse finds its streams.
+        env = {"TARN__STREAMS__DIR": f"{warehouse}.streams", **(env or {})}
     run_dir = Path(tempfile.mkdtemp(prefix="tarn-run-"))
     address_file = run_dir / "addr.json"
     stderr_path = run_dir / "stderr.log"

@@ -207,6 +207,14 @@ impl Appender {
         })
     }
 
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn segment(&self) -> u64 {
+        self.segment
+    }
+
     /// Appends `records` (sequence numbers from `first_sequence` on) and fsyncs. Returns each
     /// record's entry. Nothing is acknowledged unless this returns `Ok`.
     pub(crate) fn append(

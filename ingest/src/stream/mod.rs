@@ -194,7 +194,7 @@ struct WriteRequest {
 /// One stream: its definition, index and writer.
 struct Stream {
     dir: PathBuf,
-    info: RwLock<StreamInfo>,
+    info: Arc<RwLock<StreamInfo>>,
     /// Per shard, entries in sequence order.
     index: Arc<RwLock<Vec<Vec<Entry>>>>,
     writer: mpsc::Sender<WriteRequest>,
@@ -458,13 +458,19 @@ impl Streams {
         let (entries, next, newest) = {
             let index = stream.index.read().unwrap_or_else(|e| e.into_inner());
             let list = &index[shard as usize];
+            // Records past the retention period are gone for readers even before their
+            // segment is deleted.
+            let cutoff =
+                Utc::now().timestamp_millis() - i64::from(info.retention_hours) * 3_600_000;
+            let live = list.partition_point(|e| e.arrival_ms < cutoff);
             let from = match start {
                 Start::TrimHorizon => 0,
                 Start::Latest => list.len(),
                 Start::At(seq) => list.partition_point(|e| e.sequence < seq),
                 Start::After(seq) => list.partition_point(|e| e.sequence <= seq),
                 Start::AtTimestamp(ms) => list.partition_point(|e| e.arrival_ms < ms),
-            };
+            }
+            .max(live);
             let taken: Vec<Entry> = list.iter().skip(from).take(limit).copied().collect();
             let next = match taken.last() {
                 Some(e) => e.sequence + 1,
@@ -543,20 +549,64 @@ impl Stream {
         let index = Arc::new(RwLock::new(index));
         let last_sequence = Arc::new(std::sync::atomic::AtomicU64::new(last_sequence));
         let (writer, requests) = mpsc::channel(config.max_pending_puts.max(1));
+        let info = Arc::new(RwLock::new(info));
         tokio::spawn(write_loop(
             appender,
             requests,
             Arc::clone(&index),
             Arc::clone(&last_sequence),
+            Arc::clone(&info),
         ));
         Ok(Self {
             dir,
-            info: RwLock::new(info),
+            info,
             index,
             writer,
             last_sequence,
         })
     }
+}
+
+/// How often the writer drops segments past the retention period.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Deletes sealed segments (before `current`) whose every record arrived before `cutoff_ms`,
+/// and forgets their entries. Returns how many segments went.
+fn trim(
+    dir: &Path,
+    index: &RwLock<Vec<Vec<Entry>>>,
+    current: u64,
+    cutoff_ms: i64,
+) -> Result<usize, StreamError> {
+    let expired: Vec<u64> = {
+        let index = index.read().unwrap_or_else(|e| e.into_inner());
+        let mut newest: BTreeMap<u64, i64> = BTreeMap::new();
+        for e in index.iter().flatten() {
+            let n = newest.entry(e.segment).or_insert(i64::MIN);
+            *n = (*n).max(e.arrival_ms);
+        }
+        newest
+            .into_iter()
+            .filter(|(segment, arrival)| *segment < current && *arrival < cutoff_ms)
+            .map(|(segment, _)| segment)
+            .collect()
+    };
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    // Entries go first, so no reader looks for a file that is about to disappear.
+    {
+        let mut index = index.write().unwrap_or_else(|e| e.into_inner());
+        for list in index.iter_mut() {
+            list.retain(|e| !expired.contains(&e.segment));
+        }
+    }
+    for segment in &expired {
+        let path = log::segment_path(dir, *segment);
+        std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+    }
+    tracing::info!(dir = %dir.display(), segments = expired.len(), "stream log: dropped segments past retention");
+    Ok(expired.len())
 }
 
 /// The writer: takes every waiting put, appends them all, fsyncs once, then answers each.
@@ -566,9 +616,30 @@ async fn write_loop(
     mut requests: mpsc::Receiver<WriteRequest>,
     index: Arc<RwLock<Vec<Vec<Entry>>>>,
     last_sequence: Arc<std::sync::atomic::AtomicU64>,
+    info: Arc<RwLock<StreamInfo>>,
 ) {
+    let dir = appender.dir().to_owned();
     let appender = Arc::new(std::sync::Mutex::new(appender));
-    while let Some(first) = requests.recv().await {
+    let mut trimmed = std::time::Instant::now();
+    loop {
+        // Retention: drop expired segments now and then, also while the stream is quiet.
+        if trimmed.elapsed() >= TRIM_EVERY {
+            trimmed = std::time::Instant::now();
+            let current = appender.lock().unwrap_or_else(|e| e.into_inner()).segment();
+            let hours = info
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .retention_hours;
+            let cutoff = Utc::now().timestamp_millis() - i64::from(hours) * 3_600_000;
+            if let Err(error) = trim(&dir, &index, current, cutoff) {
+                tracing::warn!(%error, "stream log: cannot drop expired segments");
+            }
+        }
+        let first = match tokio::time::timeout(TRIM_EVERY, requests.recv()).await {
+            Ok(Some(first)) => first,
+            Ok(None) => break,
+            Err(_) => continue,
+        };
         let mut batch = vec![first];
         while batch.len() < 256 {
             match requests.try_recv() {
@@ -576,7 +647,11 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        let records: Vec<NewRecord> = batch.iter().flat_map(|r| r.records.clone()).collect();
+        let counts: Vec<usize> = batch.iter().map(|r| r.records.len()).collect();
+        let records: Vec<NewRecord> = batch
+            .iter_mut()
+            .flat_map(|r| std::mem::take(&mut r.records))
+            .collect();
         let first_sequence = last_sequence.load(std::sync::atomic::Ordering::Acquire) + 1;
         let arrival_ms = Utc::now().timestamp_millis();
         let appender = Arc::clone(&appender);
@@ -600,8 +675,8 @@ async fn write_loop(
                     }
                 }
                 let mut rest = entries.as_slice();
-                for request in batch {
-                    let (mine, others) = rest.split_at(request.records.len().min(rest.len()));
+                for (request, count) in batch.into_iter().zip(counts) {
+                    let (mine, others) = rest.split_at(count.min(rest.len()));
                     rest = others;
                     let appended = mine
                         .iter()
@@ -717,6 +792,45 @@ mod tests {
         // New puts continue the sequence.
         let next = reopened.put("s", vec![put("k0", "after")]).await?;
         assert!(next[0].sequence > 400);
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expired_segments_are_dropped_and_their_records_gone() -> Result<(), StreamError> {
+        let dir = tempfile::tempdir().map_err(|e| io(Path::new("tmp"), e))?;
+        let config = StreamsConfig {
+            segment_bytes: 64,
+            ..StreamsConfig::default()
+        };
+        let streams = Streams::open(dir.path().to_owned(), config)?;
+        streams.create("s", 1, StreamMode::Provisioned)?;
+        for i in 0..5 {
+            streams
+                .put("s", vec![put("k", &format!("record {i} of some length"))])
+                .await?;
+        }
+        let stream = streams.get("s")?;
+        let segments = |d: &Path| {
+            std::fs::read_dir(d.join("s"))
+                .map(|r| {
+                    r.filter_map(|e| e.ok())
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        let before = segments(dir.path());
+        assert!(before >= 3, "{before} segments");
+        // Nothing is old enough yet.
+        let current = before as u64 - 1;
+        assert_eq!(trim(&stream.dir, &stream.index, current, 0)?, 0);
+        // Everything is, as far as a cutoff in the future says: all but the open segment go.
+        let dropped = trim(&stream.dir, &stream.index, current, i64::MAX)?;
+        assert_eq!(dropped, before - 1);
+        assert_eq!(segments(dir.path()), 1);
+        let left = streams.read("s", 0, Start::TrimHorizon, 100).await?;
+        assert_eq!(left.records.len(), 1);
+        assert!(left.records[0].data.starts_with(b"record 4"));
         Ok(())
     }
 
