@@ -31,6 +31,7 @@ pub struct BoundAddrs {
 pub struct Server {
     addrs: BoundAddrs,
     engine: QueryEngine,
+    streams: Arc<tarn_ingest::stream::Streams>,
     cancel: CancellationToken,
     tasks: TaskTracker,
     shutdown_timeout: Duration,
@@ -53,15 +54,6 @@ impl Server {
         let warehouse = tarn_catalog::parse_location(&config.warehouse)?;
         let stores = Arc::new(ObjectStores::new(config.stores.clone())?);
         let catalog = Arc::new(Catalog::open(warehouse, config.catalog.clone(), &stores).await?);
-        let engine = QueryEngine::try_new(QueryEngineArgs {
-            catalog,
-            ingester: Arc::new(Ingester::new(stores)),
-            config: config.engine.clone(),
-        })
-        .await?;
-        if config.demo {
-            crate::demo::load(&engine).await?;
-        }
         let streams_dir = streams_dir(&config)?;
         let streams = Arc::new(
             tarn_ingest::stream::Streams::open(streams_dir.clone(), config.streams.clone())
@@ -69,6 +61,16 @@ impl Server {
                     Error::Config(format!("streams.dir {}: {e}", streams_dir.display()))
                 })?,
         );
+        let engine = QueryEngine::try_new(QueryEngineArgs {
+            catalog,
+            ingester: Arc::new(Ingester::new(stores)),
+            config: config.engine.clone(),
+            streams: Some(Arc::clone(&streams)),
+        })
+        .await?;
+        if config.demo {
+            crate::demo::load(&engine).await?;
+        }
 
         let pg = bind("Postgres wire", "pg.addr", &config.pg.addr).await?;
         let http = bind("HTTP", "http.addr", &config.http.addr).await?;
@@ -90,7 +92,7 @@ impl Server {
         tasks.spawn(crate::scheduler::run(engine.clone(), cancel.clone()));
         let app = router(HttpState {
             engine: engine.clone(),
-            streams,
+            streams: Arc::clone(&streams),
             max_rows: config.http.max_rows,
         });
         let http_cancel = cancel.clone();
@@ -121,6 +123,7 @@ impl Server {
         Ok(Self {
             addrs,
             engine,
+            streams,
             cancel,
             tasks,
             shutdown_timeout: Duration::from_secs(config.shutdown.timeout_secs),
@@ -133,6 +136,11 @@ impl Server {
 
     pub fn engine(&self) -> &QueryEngine {
         &self.engine
+    }
+
+    /// The stream logs the Kinesis API writes and `stream('name')` reads.
+    pub fn streams(&self) -> &Arc<tarn_ingest::stream::Streams> {
+        &self.streams
     }
 
     /// Stops accepting, gives open connections the configured time to finish, then returns.

@@ -39,6 +39,8 @@ pub struct QueryEngineArgs {
     pub catalog: Arc<Catalog>,
     pub ingester: Arc<Ingester>,
     pub config: EngineConfig,
+    /// The stream logs `stream('name')` reads; `None` in an engine without streams.
+    pub streams: Option<Arc<tarn_ingest::stream::Streams>>,
 }
 
 /// Plans and runs SQL over the lake. Cheap to clone; every connection gets its own [`Session`].
@@ -68,6 +70,7 @@ impl QueryEngine {
             catalog,
             ingester,
             config,
+            streams,
         } = args;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = config.memory_limit_bytes()? {
@@ -110,7 +113,7 @@ impl QueryEngine {
                 Err(e) => return Err(e.into()),
             }
         }
-        let base = base_state(&config, &runtime, &catalog, &ingester)?;
+        let base = base_state(&config, &runtime, &catalog, &ingester, streams)?;
         Ok(Self {
             inner: Arc::new(EngineInner {
                 catalog,
@@ -160,6 +163,7 @@ fn base_state(
     runtime: &Arc<RuntimeEnv>,
     catalog: &Arc<Catalog>,
     ingester: &Arc<Ingester>,
+    streams: Option<Arc<tarn_ingest::stream::Streams>>,
 ) -> Result<SessionState> {
     let mut session_config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
@@ -190,6 +194,10 @@ fn base_state(
     crate::system::register(system.as_ref(), catalog)?;
     lake.register_schema(SYSTEM_SCHEMA, system)?;
     ctx.register_catalog(CATALOG_NAME, lake);
+    ctx.register_udtf(
+        "stream",
+        Arc::new(crate::stream_table::StreamFunction { streams }),
+    );
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
         .map_err(|e| Error::DataFusion(*e))?;
     Ok(ctx.state())

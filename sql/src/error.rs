@@ -21,6 +21,9 @@ pub enum Error {
     },
 
     /// Something SQL users might expect that tarn does not do (yet).
+    #[error(transparent)]
+    Stream(#[from] tarn_ingest::stream::StreamError),
+
     #[error("{feature} is not supported yet")]
     NotSupported { feature: String },
 
@@ -63,6 +66,9 @@ impl Error {
             Self::Ingest(tarn_ingest::Error::NotADeltaTable { .. }) => "58P01",
             Self::Ingest(_) | Self::Delta { .. } => "58000",
             Self::NotSupported { .. } => "0A000",
+            Self::Stream(tarn_ingest::stream::StreamError::NotFound { .. }) => "42P01",
+            Self::Stream(tarn_ingest::stream::StreamError::Throttled { .. }) => "53300",
+            Self::Stream(_) => "58000",
             Self::UnknownSetting { .. } => "42704",
             Self::Location { .. } => "58P01",
             Self::Config { .. } => "F0000",

@@ -14,6 +14,7 @@ mod engine;
 mod error;
 mod provider;
 mod stores;
+mod stream_table;
 mod system;
 mod table;
 

@@ -31,6 +31,15 @@ pub async fn start_server_at(warehouse: &str, stores: StoresConfig) -> anyhow::R
     };
     let mut config = TarnConfig::load(&overrides)?;
     config.stores = stores;
+    // Stream logs are local: a server on an S3 warehouse gets its own folder, not ./tarn-streams.
+    if warehouse.contains("://") && !warehouse.starts_with("file://") {
+        config.streams.dir = Some(
+            tempfile::Builder::new()
+                .prefix("tarn-streams-")
+                .tempdir()?
+                .keep(),
+        );
+    }
     Ok(Server::start(config).await?)
 }
 
@@ -47,6 +56,7 @@ pub async fn engine_at(
         catalog,
         ingester: Arc::new(Ingester::new(stores)),
         config,
+        streams: None,
     })
     .await?)
 }
