@@ -75,6 +75,9 @@ pub struct HttpConfig {
     pub addr: String,
     /// Rows the JSON query endpoint returns at most; the answer says when it cut.
     pub max_rows: usize,
+    /// Access key id → secret. When any are set, requests to the AWS-compatible APIs (Kinesis,
+    /// Glue) must carry a valid SigV4 signature by one of them; when none are, none is checked.
+    pub aws_credentials: std::collections::BTreeMap<String, tarn_catalog::Secret>,
 }
 
 impl Default for HttpConfig {
@@ -82,6 +85,7 @@ impl Default for HttpConfig {
         Self {
             addr: "127.0.0.1:8080".to_owned(),
             max_rows: 10_000,
+            aws_credentials: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -20,6 +20,7 @@ use tarn_sql::{QueryEngine, QueryOutput};
 #[derive(Clone)]
 pub(crate) struct HttpState {
     pub(crate) engine: QueryEngine,
+    pub(crate) aws_credentials: std::collections::BTreeMap<String, tarn_catalog::Secret>,
     pub(crate) streams: Arc<tarn_ingest::stream::Streams>,
     pub(crate) max_rows: usize,
 }
@@ -53,8 +54,17 @@ pub(crate) fn router(state: HttpState) -> Router {
 }
 
 /// AWS JSON protocol requests: `X-Amz-Target: <Service>.<Operation>`.
-async fn aws(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn aws(
+    State(state): State<Arc<HttpState>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     use crate::aws::{AwsError, aws_json};
+    if let Err(e) = crate::sigv4::verify(&state.aws_credentials, &method, &uri, &headers, &body) {
+        return e.into_response();
+    }
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())

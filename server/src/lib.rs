@@ -16,6 +16,7 @@ mod kinesis;
 mod pg;
 mod scheduler;
 mod server;
+mod sigv4;
 
 pub use config::{FlightConfig, HttpConfig, Overrides, PgConfig, ShutdownConfig, TarnConfig};
 pub use error::{Error, Result};

@@ -92,6 +92,7 @@ impl Server {
         tasks.spawn(crate::scheduler::run(engine.clone(), cancel.clone()));
         let app = router(HttpState {
             engine: engine.clone(),
+            aws_credentials: config.http.aws_credentials.clone(),
             streams: Arc::clone(&streams),
             max_rows: config.http.max_rows,
         });
