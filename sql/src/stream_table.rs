@@ -1,5 +1,7 @@
 //! `stream('name')`: a Kinesis-style stream read from SQL. One row per record still held (within
-//! the retention period), from every shard, in shard then sequence order.
+//! the retention period), from every shard, in shard then sequence order. Records the Kinesis
+//! Producer Library aggregated are split into their user records (one row each, numbered by
+//! `sub_sequence_number`), as the KCL does for consumers.
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue, plan_
 use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
-use tarn_ingest::stream::{Start, Streams, shard_id};
+use tarn_ingest::stream::{Start, StoredRecord, Streams, deaggregate, shard_id};
 
 /// The `stream` table function.
 #[derive(Debug)]
@@ -47,6 +49,8 @@ fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("shard_id", DataType::Utf8, false),
         Field::new("sequence_number", DataType::Int64, false),
+        // The user record's place in a KPL-aggregated record; 0 for a plain record.
+        Field::new("sub_sequence_number", DataType::Int64, false),
         Field::new("partition_key", DataType::Utf8, false),
         Field::new(
             "arrival_time",
@@ -98,7 +102,25 @@ impl TableProvider for StreamTable {
                 )
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(crate::Error::Stream(e))))?;
-            let records = read.records;
+            let records: Vec<(StoredRecord, i64)> = read
+                .records
+                .into_iter()
+                .flat_map(|r| match deaggregate(&r.data) {
+                    Some(users) => users
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, u)| {
+                            let record = StoredRecord {
+                                partition_key: u.partition_key,
+                                data: u.data,
+                                ..r.clone()
+                            };
+                            (record, i64::try_from(i).unwrap_or(i64::MAX))
+                        })
+                        .collect::<Vec<_>>(),
+                    None => vec![(r, 0)],
+                })
+                .collect();
             let id = shard_id(shard);
             let batch = RecordBatch::try_new(
                 schema(),
@@ -109,22 +131,27 @@ impl TableProvider for StreamTable {
                     Arc::new(Int64Array::from_iter_values(
                         records
                             .iter()
-                            .map(|r| i64::try_from(r.sequence).unwrap_or(i64::MAX)),
+                            .map(|(r, _)| i64::try_from(r.sequence).unwrap_or(i64::MAX)),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(
+                        records.iter().map(|(_, sub)| *sub),
                     )),
                     Arc::new(StringArray::from_iter_values(
-                        records.iter().map(|r| r.partition_key.as_str()),
+                        records.iter().map(|(r, _)| r.partition_key.as_str()),
                     )),
                     Arc::new(
                         TimestampMillisecondArray::from_iter_values(
-                            records.iter().map(|r| r.arrival_ms),
+                            records.iter().map(|(r, _)| r.arrival_ms),
                         )
                         .with_timezone("UTC"),
                     ),
                     Arc::new(BinaryArray::from_iter_values(
-                        records.iter().map(|r| r.data.as_slice()),
+                        records.iter().map(|(r, _)| r.data.as_slice()),
                     )),
                     Arc::new(StringArray::from_iter(
-                        records.iter().map(|r| std::str::from_utf8(&r.data).ok()),
+                        records
+                            .iter()
+                            .map(|(r, _)| std::str::from_utf8(&r.data).ok()),
                     )),
                 ],
             )?;

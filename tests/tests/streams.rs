@@ -64,6 +64,27 @@ async fn acknowledged_records_are_rows_of_stream() -> anyhow::Result<()> {
     let keys: Vec<(String, i64)> = keys.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(keys, [("u1".to_owned(), 2), ("u2".to_owned(), 1)]);
 
+    // A KPL-aggregated record is its user records, each with its own key.
+    let packed = tarn_ingest::stream::aggregate(&[("a", b"first"), ("b", b"second")]);
+    let acked = streams.put("clicks", vec![record("kpl", &packed)]).await?;
+    let rows = client
+        .query(
+            "SELECT sequence_number, sub_sequence_number, partition_key, text              FROM stream('clicks') WHERE sequence_number = $1 ORDER BY sub_sequence_number",
+            &[&(acked[0].sequence as i64)],
+        )
+        .await?;
+    let rows: Vec<(i64, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (0, "a".to_owned(), "first".to_owned()),
+            (1, "b".to_owned(), "second".to_owned())
+        ]
+    );
+
     // An unknown stream is an unknown table; a bad argument is a plan error. The session
     // goes on.
     let err = client

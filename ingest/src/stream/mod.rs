@@ -7,6 +7,7 @@
 //! a stream (and so within each shard). An index of where each record sits is kept in memory
 //! and rebuilt from the log at start-up; record bytes are read from the log on demand.
 
+mod kpl;
 mod log;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+pub use self::kpl::{KPL_MAGIC, UserRecord, aggregate, deaggregate};
 pub use self::log::StoredRecord;
 use self::log::{Appender, Entry, NewRecord};
 
