@@ -388,6 +388,10 @@ impl QueryEngine {
         if table.partition_columns.is_empty() {
             return Ok(Vec::new());
         }
+        // Without an expression every partition is an answer: no session is needed.
+        let Some(expression) = expression.map(str::trim).filter(|e| !e.is_empty()) else {
+            return Ok(partitions.to_vec());
+        };
         let fields: Vec<arrow_schema::FieldRef> = table
             .partition_columns
             .iter()
@@ -395,17 +399,11 @@ impl QueryEngine {
             .collect::<std::result::Result<_, arrow_schema::ArrowError>>()
             .map_err(|e| Error::DataFusion(e.into()))?;
         let session = self.session()?;
-        let filter = match expression.map(str::trim).filter(|e| !e.is_empty()) {
-            Some(e) => {
-                let schema = DFSchema::try_from(Schema::new(fields.clone()))?;
-                Some(session.ctx.parse_sql_expr(e, &schema)?)
-            }
-            None => None,
-        };
-        let filters: Vec<&datafusion::prelude::Expr> = filter.iter().collect();
+        let schema = DFSchema::try_from(Schema::new(fields.clone()))?;
+        let filter = session.ctx.parse_sql_expr(expression, &schema)?;
         let state = session.ctx.state();
         Ok(
-            crate::table::prune_partitions(&state, partitions, &fields, &filters)?
+            crate::table::prune_partitions(&state, partitions, &fields, &[&filter])?
                 .into_iter()
                 .map(|(p, _)| p.clone())
                 .collect(),
@@ -460,9 +458,7 @@ impl Session {
                     ],
                 )
                 .map_err(|e| Error::DataFusion(e.into()))?;
-                let table =
-                    datafusion::datasource::MemTable::try_new(run_schema(), vec![vec![batch]])?;
-                Ok(QueryOutput::Rows(self.ctx.read_table(Arc::new(table))?))
+                Ok(QueryOutput::Rows(self.ctx.read_batch(batch)?))
             }
         }
     }

@@ -88,15 +88,34 @@ pub async fn request_cost(
     let before = request_counts(engine, store).await?;
     let rows = query(&engine.session()?, body).await?;
     let after = request_counts(engine, store).await?;
-    let diff = after
+    Ok((rows, request_diff(&before, after)))
+}
+
+/// Requests made between two [`request_counts`] readings, by operation (zeros left out).
+pub fn request_diff(
+    before: &std::collections::BTreeMap<String, i64>,
+    after: std::collections::BTreeMap<String, i64>,
+) -> std::collections::BTreeMap<String, i64> {
+    after
         .into_iter()
         .map(|(op, n)| {
             let d = n - before.get(&op).copied().unwrap_or(0);
             (op, d)
         })
         .filter(|(_, d)| *d != 0)
-        .collect();
-    Ok((rows, diff))
+        .collect()
+}
+
+/// Request counts as a table cell: `get_range 10, list 1`, or `none`.
+pub fn describe_requests(requests: &std::collections::BTreeMap<String, i64>) -> String {
+    if requests.is_empty() {
+        return "none".to_owned();
+    }
+    requests
+        .iter()
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Writes `bytes` to the object at `url` through the engine's stores (a file or an S3 key).

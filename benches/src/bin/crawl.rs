@@ -10,18 +10,7 @@ use std::time::Instant;
 
 use tarn_sql::{EngineConfig, QueryEngine};
 use tarn_tests::s3::{CreateOnly, S3TestServer};
-use tarn_tests::{engine_at, query, request_cost};
-
-fn show(requests: &std::collections::BTreeMap<String, i64>) -> String {
-    if requests.is_empty() {
-        return "none".to_owned();
-    }
-    requests
-        .iter()
-        .map(|(op, n)| format!("{op} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+use tarn_tests::{describe_requests as show, engine_at, query, request_cost};
 
 async fn write(
     engine: &QueryEngine,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tarn_sql::{EngineConfig, QueryEngine, QueryOutput};
 use tarn_tests::s3::{CreateOnly, S3TestServer};
-use tarn_tests::{engine_at, request_counts};
+use tarn_tests::{describe_requests as show, engine_at, request_counts, request_diff};
 
 struct Run {
     plan: Duration,
@@ -32,29 +32,13 @@ async fn run(engine: &QueryEngine, sql: &str) -> anyhow::Result<Run> {
     let planned = start.elapsed();
     let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
     let total = start.elapsed();
-    let after = request_counts(engine, "default").await?;
-    let requests = after
-        .into_iter()
-        .map(|(op, n)| (op.clone(), n - before.get(&op).copied().unwrap_or(0)))
-        .filter(|(_, n)| *n != 0)
-        .collect();
+    let requests = request_diff(&before, request_counts(engine, "default").await?);
     Ok(Run {
         plan: planned,
         total,
         requests,
         rows: batches.iter().map(|b| b.num_rows()).sum(),
     })
-}
-
-fn show(requests: &BTreeMap<String, i64>) -> String {
-    if requests.is_empty() {
-        return "none".to_owned();
-    }
-    requests
-        .iter()
-        .map(|(op, n)| format!("{op} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[tokio::main(flavor = "multi_thread")]
