@@ -2,10 +2,11 @@
 //!
 //! Owns: writing managed Delta tables from Arrow batches (batch loads, the demo data), and
 //! removing a managed table's data when it is dropped; stream logs (Kinesis-style shards in a
-//! local write-ahead log, [`stream::Streams`]). Delivery, replication and compaction will live
-//! here too.
+//! local write-ahead log, [`stream::Streams`]); deliveries from streams into Delta tables
+//! ([`delivery::Deliveries`], Firehose). Replication and compaction will live here too.
 //! Must not: build a DataFusion `SessionContext` or depend on `tarn-sql` / `tarn-server`.
 
+pub mod delivery;
 mod delta;
 mod error;
 pub mod stream;

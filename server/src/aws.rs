@@ -24,6 +24,11 @@ impl AwsError {
         }
     }
 
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new("EntityNotFoundException", message)
     }
@@ -41,6 +46,26 @@ impl AwsError {
     }
 }
 
+impl AwsError {
+    /// The error in the request's own encoding: CBOR for CBOR requests, JSON otherwise.
+    pub(crate) fn into_response_as(self, cbor: bool) -> Response {
+        if !cbor {
+            return self.into_response();
+        }
+        let body = crate::cbor::encode(&json!({"__type": self.kind, "message": self.message}));
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::cbor::CONTENT_TYPE),
+        );
+        if let Ok(v) = HeaderValue::from_str(self.kind) {
+            headers.insert("x-amzn-errortype", v);
+        }
+        response
+    }
+}
+
 impl IntoResponse for AwsError {
     fn into_response(self) -> Response {
         let body = json!({"__type": self.kind, "message": self.message}).to_string();
@@ -55,6 +80,16 @@ impl IntoResponse for AwsError {
         }
         response
     }
+}
+
+/// A successful answer in CBOR.
+pub(crate) fn aws_cbor(value: &Value) -> Response {
+    let mut response = (StatusCode::OK, crate::cbor::encode(value)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::cbor::CONTENT_TYPE),
+    );
+    response
 }
 
 /// A successful awsJson1_1 answer.

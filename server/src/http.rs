@@ -1,6 +1,7 @@
 //! HTTP: `GET /health`, `POST /query` (JSON in, JSON out), the catalog and crawlers
 //! (`/catalog/…`, `/crawlers/…`, see [`crate::catalog_api`]), and AWS JSON APIs on `POST /`
-//! chosen by `X-Amz-Target` (Glue, see [`crate::glue`]).
+//! chosen by `X-Amz-Target` (Glue, Kinesis and Firehose: [`crate::glue`], [`crate::kinesis`],
+//! [`crate::firehose`]).
 
 use std::sync::Arc;
 
@@ -22,13 +23,17 @@ pub(crate) struct HttpState {
     pub(crate) engine: QueryEngine,
     pub(crate) aws_credentials: std::collections::BTreeMap<String, tarn_catalog::Secret>,
     pub(crate) streams: Arc<tarn_ingest::stream::Streams>,
+    pub(crate) deliveries: Arc<tarn_ingest::delivery::Deliveries>,
     pub(crate) max_rows: usize,
 }
 
 pub(crate) fn router(state: HttpState) -> Router {
     use crate::catalog_api as api;
     Router::new()
-        .route("/", post(aws))
+        .route(
+            "/",
+            post(aws).layer(axum::extract::DefaultBodyLimit::max(MAX_AWS_BODY_BYTES)),
+        )
         .route("/health", get(health))
         .route("/query", post(query))
         .route("/catalog/databases", get(api::databases))
@@ -53,23 +58,49 @@ pub(crate) fn router(state: HttpState) -> Router {
         .with_state(Arc::new(state))
 }
 
+/// The largest AWS API request body read: a Kinesis PutRecords of 5 MiB of data, base64 in
+/// JSON, with room to spare. Larger bodies get an AWS-style error, not a cut connection.
+const MAX_AWS_BODY_BYTES: usize = 16 << 20;
+
 /// AWS JSON protocol requests: `X-Amz-Target: <Service>.<Operation>`.
 async fn aws(
     State(state): State<Arc<HttpState>>,
     method: axum::http::Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    use crate::aws::{AwsError, aws_json};
+    use crate::aws::{AwsError, aws_cbor, aws_json};
+    let cbor = crate::cbor::is_cbor(&headers);
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return AwsError::new(
+                "InvalidArgumentException",
+                format!(
+                    "the request body could not be read ({rejection}); at most {} MiB is accepted",
+                    MAX_AWS_BODY_BYTES >> 20
+                ),
+            )
+            .with_status(rejection.status())
+            .into_response_as(cbor);
+        }
+    };
     if let Err(e) = crate::sigv4::verify(&state.aws_credentials, &method, &uri, &headers, &body) {
-        return e.into_response();
+        return e.into_response_as(cbor);
     }
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+    let body: Value = if cbor {
+        match crate::cbor::decode(&body) {
+            Ok(v) => v,
+            Err(message) => {
+                return AwsError::new("SerializationException", message).into_response_as(true);
+            }
+        }
+    } else if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
         match serde_json::from_slice(&body) {
@@ -80,26 +111,25 @@ async fn aws(
             }
         }
     };
-    match target.split_once('.') {
+    let answer = match target.split_once('.') {
         Some(("Kinesis_20131202", operation)) => {
-            match crate::kinesis::handle(&state.streams, operation, &body).await {
-                Ok(v) => aws_json(v),
-                Err(e) => e.into_response(),
-            }
+            crate::kinesis::handle(&state.streams, operation, &body).await
         }
-        Some(("AWSGlue", operation)) => {
-            match crate::glue::handle(&state.engine, operation, &body).await {
-                Ok(v) => aws_json(v),
-                Err(e) => e.into_response(),
-            }
+        Some(("Firehose_20150804", operation)) => {
+            crate::firehose::handle(&state.deliveries, operation, &body).await
         }
-        _ => AwsError::new(
+        Some(("AWSGlue", operation)) => crate::glue::handle(&state.engine, operation, &body).await,
+        _ => Err(AwsError::new(
             "UnknownOperationException",
             format!(
-                "unknown X-Amz-Target {target:?}; tarn serves AWSGlue.* and Kinesis_20131202.*"
+                "unknown X-Amz-Target {target:?}; tarn serves AWSGlue.*, Kinesis_20131202.* and Firehose_20150804.*"
             ),
-        )
-        .into_response(),
+        )),
+    };
+    match answer {
+        Ok(v) if cbor => aws_cbor(&v),
+        Ok(v) => aws_json(v),
+        Err(e) => e.into_response_as(cbor),
     }
 }
 

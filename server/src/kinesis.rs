@@ -56,7 +56,7 @@ fn epoch_ms(ms: i64) -> Value {
     json!(ms as f64 / 1000.0)
 }
 
-fn string<'a>(body: &'a Value, key: &str) -> Result<&'a str, AwsError> {
+pub(crate) fn string<'a>(body: &'a Value, key: &str) -> Result<&'a str, AwsError> {
     match body.get(key) {
         Some(Value::String(s)) => Ok(s),
         None | Some(Value::Null) => Err(AwsError::new(
@@ -83,7 +83,7 @@ fn stream_name(body: &Value) -> Result<String, AwsError> {
     Ok(string(body, "StreamName")?.to_owned())
 }
 
-fn blob(body: &Value, key: &str) -> Result<Vec<u8>, AwsError> {
+pub(crate) fn blob(body: &Value, key: &str) -> Result<Vec<u8>, AwsError> {
     let text = string(body, key)?;
     STANDARD.decode(text).map_err(|e| {
         AwsError::new(

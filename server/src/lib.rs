@@ -7,9 +7,11 @@
 
 mod aws;
 mod catalog_api;
+mod cbor;
 mod config;
 mod demo;
 mod error;
+mod firehose;
 mod glue;
 mod http;
 mod kinesis;

@@ -32,6 +32,7 @@ pub struct Server {
     addrs: BoundAddrs,
     engine: QueryEngine,
     streams: Arc<tarn_ingest::stream::Streams>,
+    deliveries: Arc<tarn_ingest::delivery::Deliveries>,
     cancel: CancellationToken,
     tasks: TaskTracker,
     shutdown_timeout: Duration,
@@ -61,11 +62,23 @@ impl Server {
                     Error::Config(format!("streams.dir {}: {e}", streams_dir.display()))
                 })?,
         );
+        let ingester = Arc::new(Ingester::new(stores));
+        let deliveries = Arc::new(
+            tarn_ingest::delivery::Deliveries::open(
+                &streams_dir,
+                config.streams.clone(),
+                Arc::clone(&streams),
+                Arc::clone(&ingester),
+                Arc::clone(&catalog),
+            )
+            .map_err(|e| Error::Config(format!("deliveries in {}: {e}", streams_dir.display())))?,
+        );
         let engine = QueryEngine::try_new(QueryEngineArgs {
             catalog,
-            ingester: Arc::new(Ingester::new(stores)),
+            ingester,
             config: config.engine.clone(),
             streams: Some(Arc::clone(&streams)),
+            deliveries: Some(Arc::clone(&deliveries)),
         })
         .await?;
         if config.demo {
@@ -94,6 +107,7 @@ impl Server {
             engine: engine.clone(),
             aws_credentials: config.http.aws_credentials.clone(),
             streams: Arc::clone(&streams),
+            deliveries: Arc::clone(&deliveries),
             max_rows: config.http.max_rows,
         });
         let http_cancel = cancel.clone();
@@ -125,6 +139,7 @@ impl Server {
             addrs,
             engine,
             streams,
+            deliveries,
             cancel,
             tasks,
             shutdown_timeout: Duration::from_secs(config.shutdown.timeout_secs),
@@ -144,9 +159,16 @@ impl Server {
         &self.streams
     }
 
+    /// The deliveries (Firehose) into lake tables.
+    pub fn deliveries(&self) -> &Arc<tarn_ingest::delivery::Deliveries> {
+        &self.deliveries
+    }
+
     /// Stops accepting, gives open connections the configured time to finish, then returns.
+    /// Deliveries stop at once: what they buffered is still in the logs for the next start.
     pub async fn shutdown(self) {
         self.cancel.cancel();
+        self.deliveries.shutdown().await;
         self.tasks.close();
         if tokio::time::timeout(self.shutdown_timeout, self.tasks.wait())
             .await

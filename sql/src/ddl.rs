@@ -136,7 +136,7 @@ fn unquote(name: &str) -> String {
 }
 
 impl Session {
-    fn resolve(&self, name: &TableReference) -> Result<TableRef> {
+    pub(crate) fn resolve(&self, name: &TableReference) -> Result<TableRef> {
         let state = self.ctx.state();
         let default_schema = state.config_options().catalog.default_schema.clone();
         let resolved = name.clone().resolve(CATALOG_NAME, &default_schema);

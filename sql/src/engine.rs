@@ -41,6 +41,8 @@ pub struct QueryEngineArgs {
     pub config: EngineConfig,
     /// The stream logs `stream('name')` reads; `None` in an engine without streams.
     pub streams: Option<Arc<tarn_ingest::stream::Streams>>,
+    /// The deliveries (Firehose) into lake tables; `None` in an engine without streams.
+    pub deliveries: Option<Arc<tarn_ingest::delivery::Deliveries>>,
 }
 
 /// Plans and runs SQL over the lake. Cheap to clone; every connection gets its own [`Session`].
@@ -55,6 +57,7 @@ pub(crate) struct EngineInner {
     pub(crate) ingester: Arc<Ingester>,
     /// How long metadata read from the store is reused (`engine.metadata_ttl_secs`).
     pub(crate) metadata_ttl: Duration,
+    pub(crate) deliveries: Option<Arc<tarn_ingest::delivery::Deliveries>>,
     base: SessionState,
     pg_parser: PostgresCompatibilityParser,
 }
@@ -71,6 +74,7 @@ impl QueryEngine {
             ingester,
             config,
             streams,
+            deliveries,
         } = args;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = config.memory_limit_bytes()? {
@@ -113,12 +117,20 @@ impl QueryEngine {
                 Err(e) => return Err(e.into()),
             }
         }
-        let base = base_state(&config, &runtime, &catalog, &ingester, streams)?;
+        let base = base_state(
+            &config,
+            &runtime,
+            &catalog,
+            &ingester,
+            streams,
+            deliveries.clone(),
+        )?;
         Ok(Self {
             inner: Arc::new(EngineInner {
                 catalog,
                 ingester,
                 metadata_ttl: config.metadata_ttl(),
+                deliveries,
                 base,
                 pg_parser: PostgresCompatibilityParser::new(),
             }),
@@ -164,6 +176,7 @@ fn base_state(
     catalog: &Arc<Catalog>,
     ingester: &Arc<Ingester>,
     streams: Option<Arc<tarn_ingest::stream::Streams>>,
+    deliveries: Option<Arc<tarn_ingest::delivery::Deliveries>>,
 ) -> Result<SessionState> {
     let mut session_config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
@@ -189,9 +202,14 @@ fn base_state(
         Arc::clone(catalog),
         Arc::clone(ingester),
         config.metadata_ttl(),
+        deliveries.clone(),
     ));
     let system = system_schema(ingester.stores())?;
     crate::system::register(system.as_ref(), catalog)?;
+    system.register_table(
+        "deliveries".to_owned(),
+        Arc::new(crate::delivery::DeliveriesTable { deliveries }),
+    )?;
     lake.register_schema(SYSTEM_SCHEMA, system)?;
     ctx.register_catalog(CATALOG_NAME, lake);
     ctx.register_udtf(
@@ -201,6 +219,33 @@ fn base_state(
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
         .map_err(|e| Error::DataFusion(*e))?;
     Ok(ctx.state())
+}
+
+/// A statement of tarn's own (crawlers, deliveries); `None` for any other.
+fn parse_tarn_statement(sql: &str) -> Option<Result<Statement>> {
+    if let Some(crawler) = crate::crawl::parse_crawler_statement(sql) {
+        return Some(crawler.map(Statement::Crawler));
+    }
+    crate::delivery::parse_delivery_statement(sql).map(|d| d.map(Statement::Delivery))
+}
+
+/// `sql` split at top-level semicolons (none inside strings or comments), without empty
+/// statements; `None` if it does not tokenize.
+fn split_statements(sql: &str) -> Option<Vec<String>> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    for token in tokens {
+        if token == Token::SemiColon {
+            pieces.push(std::mem::take(&mut current));
+        } else {
+            current.push_str(&token.to_string());
+        }
+    }
+    pieces.push(current);
+    pieces.retain(|p| !p.trim().is_empty());
+    Some(pieces)
 }
 
 /// `REFRESH TABLE <rest>` → `<rest>`.
@@ -218,6 +263,7 @@ fn refresh_table_rest(sql: &str) -> Option<&str> {
 pub enum Statement {
     Sql(DfStatement),
     Crawler(crate::crawl::CrawlerStatement),
+    Delivery(crate::delivery::DeliveryStatement),
 }
 
 impl Statement {
@@ -344,8 +390,22 @@ impl Session {
     /// Splits and parses `sql`. Postgres syntax first (with the rewrites BI tools and psql
     /// need); DataFusion's own statements (`CREATE EXTERNAL TABLE`, `COPY … TO`) otherwise.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
-        if let Some(crawler) = crate::crawl::parse_crawler_statement(sql) {
-            return Ok(vec![Statement::Crawler(crawler?)]);
+        // tarn's own statements among others: each statement parsed on its own.
+        if let Some(pieces) = split_statements(sql)
+            && pieces.len() > 1
+            && pieces.iter().any(|p| parse_tarn_statement(p).is_some())
+        {
+            let mut out = Vec::new();
+            for piece in pieces {
+                match parse_tarn_statement(&piece) {
+                    Some(statement) => out.push(statement?),
+                    None => out.extend(self.parse_sql(&piece)?.into_iter().map(Statement::Sql)),
+                }
+            }
+            return Ok(out);
+        }
+        if let Some(statement) = parse_tarn_statement(sql) {
+            return Ok(vec![statement?]);
         }
         Ok(self
             .parse_sql(sql)?
@@ -360,6 +420,10 @@ impl Session {
         let sql = match refresh_table_rest(sql) {
             Some(rest) => {
                 rewritten = format!("MSCK TABLE {rest}");
+                rewritten.as_str()
+            }
+            None if crate::delivery::is_show_deliveries(sql) => {
+                rewritten = crate::delivery::show_deliveries_sql(SYSTEM_SCHEMA);
                 rewritten.as_str()
             }
             None if is_show_crawlers(sql) => {
@@ -410,6 +474,7 @@ impl Session {
             .await;
         let statement = match statement {
             Statement::Crawler(c) => return crate::crawl::CrawlerCommand::plan(c.clone()),
+            Statement::Delivery(d) => return Ok(crate::delivery::DeliveryCommand::plan(d.clone())),
             Statement::Sql(s) => s,
         };
         if let Some(plan) = crate::ddl::plan_special(statement)? {
@@ -453,6 +518,9 @@ impl Session {
                 }
                 if let Some(command) = node.downcast_ref::<crate::crawl::CrawlerCommand>() {
                     return self.execute_crawler(&command.statement).await;
+                }
+                if let Some(command) = node.downcast_ref::<crate::delivery::DeliveryCommand>() {
+                    return self.execute_delivery(&command.statement).await;
                 }
                 Err(Error::not_supported(ext.node.name().to_owned()))
             }

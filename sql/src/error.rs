@@ -24,6 +24,12 @@ pub enum Error {
     #[error(transparent)]
     Stream(#[from] tarn_ingest::stream::StreamError),
 
+    #[error(transparent)]
+    Delivery(#[from] tarn_ingest::delivery::DeliveryError),
+
+    #[error("delivery option {option}: {reason}")]
+    DeliveryOption { option: String, reason: String },
+
     #[error("{feature} is not supported yet")]
     NotSupported { feature: String },
 
@@ -69,6 +75,20 @@ impl Error {
             Self::Stream(tarn_ingest::stream::StreamError::NotFound { .. }) => "42P01",
             Self::Stream(tarn_ingest::stream::StreamError::Throttled { .. }) => "53300",
             Self::Stream(_) => "58000",
+            Self::Delivery(d) => {
+                use tarn_ingest::delivery::DeliveryError as D;
+                match d {
+                    D::NotFound { .. } => "42704",
+                    D::InUse { .. } => "42710",
+                    D::Invalid(_) => "22023",
+                    D::Stream(tarn_ingest::stream::StreamError::NotFound { .. }) => "42P01",
+                    D::Stream(tarn_ingest::stream::StreamError::Throttled { .. }) => "53300",
+                    D::Catalog(C::DatabaseNotFound { .. }) => "3F000",
+                    D::Catalog(C::InvalidName { .. }) => "42602",
+                    _ => "58000",
+                }
+            }
+            Self::DeliveryOption { .. } => "22023",
             Self::UnknownSetting { .. } => "42704",
             Self::Location { .. } => "58P01",
             Self::Config { .. } => "F0000",

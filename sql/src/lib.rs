@@ -10,6 +10,7 @@
 mod config;
 mod crawl;
 mod ddl;
+mod delivery;
 mod engine;
 mod error;
 mod provider;
@@ -20,6 +21,7 @@ mod table;
 
 pub use config::EngineConfig;
 pub use crawl::{CrawlerStatement, crawler_options};
+pub use delivery::DeliveryStatement;
 pub use engine::{
     CATALOG_NAME, CommandTag, DEFAULT_DATABASE, QueryEngine, QueryEngineArgs, QueryOutput, Session,
     Statement,

@@ -10,6 +10,7 @@ use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::TableProvider;
 use tarn_catalog::{Catalog, CatalogSnapshot};
 use tarn_ingest::Ingester;
+use tarn_ingest::delivery::Deliveries;
 
 use crate::table::LakeTableProvider;
 
@@ -21,6 +22,7 @@ pub(crate) struct LakeCatalogProvider {
     catalog: Arc<Catalog>,
     ingester: Arc<Ingester>,
     metadata_ttl: Duration,
+    deliveries: Option<Arc<Deliveries>>,
     system: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
 }
 
@@ -29,11 +31,13 @@ impl LakeCatalogProvider {
         catalog: Arc<Catalog>,
         ingester: Arc<Ingester>,
         metadata_ttl: Duration,
+        deliveries: Option<Arc<Deliveries>>,
     ) -> Self {
         Self {
             catalog,
             ingester,
             metadata_ttl,
+            deliveries,
             system: RwLock::new(HashMap::new()),
         }
     }
@@ -61,6 +65,7 @@ impl CatalogProvider for LakeCatalogProvider {
             database: name.to_owned(),
             ingester: Arc::clone(&self.ingester),
             metadata_ttl: self.metadata_ttl,
+            deliveries: self.deliveries.clone(),
         }))
     }
 
@@ -88,6 +93,7 @@ pub(crate) struct LakeSchemaProvider {
     database: String,
     ingester: Arc<Ingester>,
     metadata_ttl: Duration,
+    deliveries: Option<Arc<Deliveries>>,
 }
 
 #[async_trait]
@@ -101,11 +107,14 @@ impl SchemaProvider for LakeSchemaProvider {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         Ok(self.snapshot.table(&self.database, name).map(|t| {
-            Arc::new(LakeTableProvider::new(
-                Arc::clone(t),
-                Arc::clone(&self.ingester),
-                self.metadata_ttl,
-            )) as Arc<dyn TableProvider>
+            Arc::new(
+                LakeTableProvider::new(
+                    Arc::clone(t),
+                    Arc::clone(&self.ingester),
+                    self.metadata_ttl,
+                )
+                .with_deliveries(self.deliveries.clone()),
+            ) as Arc<dyn TableProvider>
         }))
     }
 

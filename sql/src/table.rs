@@ -20,14 +20,17 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchemaBuilder;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::union::UnionExec;
 use futures::TryStreamExt;
 use tarn_catalog::{Partition, Table, TableFormat};
 use tarn_ingest::Ingester;
+use tarn_ingest::delivery::Deliveries;
 use url::Url;
 
 use crate::error::Error;
@@ -38,6 +41,8 @@ pub(crate) struct LakeTableProvider {
     table: Arc<Table>,
     ingester: Arc<Ingester>,
     metadata_ttl: Duration,
+    /// Where a delivery writes this table, scans add the records it has not delivered yet.
+    deliveries: Option<Arc<Deliveries>>,
 }
 
 impl LakeTableProvider {
@@ -46,14 +51,24 @@ impl LakeTableProvider {
             table,
             ingester,
             metadata_ttl,
+            deliveries: None,
         }
+    }
+
+    pub(crate) fn with_deliveries(mut self, deliveries: Option<Arc<Deliveries>>) -> Self {
+        self.deliveries = deliveries;
+        self
     }
 
     fn listing(&self, state: &dyn Session) -> DfResult<ListingTable> {
         listing_table(state, &self.table)
     }
 
-    async fn delta(&self, state: &dyn Session) -> DfResult<Arc<dyn TableProvider>> {
+    /// The Delta table's provider, and the snapshot it reads.
+    async fn delta_table(
+        &self,
+        state: &dyn Session,
+    ) -> DfResult<(Arc<dyn TableProvider>, deltalake::DeltaTable)> {
         let location = &self.table.location;
         let url = Url::parse(location).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let table = self
@@ -64,12 +79,50 @@ impl LakeTableProvider {
         table
             .update_datafusion_session(state)
             .map_err(|e| delta_err(location, e))?;
-        table.table_provider().await.map_err(|e| {
+        let provider = table.table_provider().await.map_err(|e| {
             DataFusionError::External(Box::new(Error::Location {
                 location: location.clone(),
                 reason: format!("cannot be read as a Delta table: {e}"),
             }))
-        })
+        })?;
+        Ok((provider, table))
+    }
+
+    /// Scans a Delta table; where a delivery writes it, the records acknowledged to the
+    /// delivery but not in the snapshot scanned are added (read from the stream log after the
+    /// snapshot's own checkpoints, so nothing is seen twice).
+    async fn scan_delta(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let (provider, delta) = self.delta_table(state).await?;
+        let plan = provider.scan(state, projection, filters, limit).await?;
+        let Some(deliveries) = &self.deliveries else {
+            return Ok(plan);
+        };
+        let written = delta
+            .snapshot()
+            .map_err(|e| delta_err(&self.table.location, e))?
+            .snapshot()
+            .arrow_schema();
+        let live = deliveries
+            .live_rows(&self.table.table_ref(), &delta, &written)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(Error::from(e))))?;
+        let batches = match live {
+            Some(b) if !b.is_empty() => b,
+            _ => return Ok(plan),
+        };
+        let schema = plan.schema();
+        let shaped = batches
+            .iter()
+            .map(|b| shape(b, &schema))
+            .collect::<DfResult<Vec<_>>>()?;
+        let live = MemorySourceConfig::try_new_exec(&[shaped], Arc::clone(&schema), None)?;
+        UnionExec::try_new(vec![plan, live])
     }
 }
 
@@ -258,6 +311,33 @@ fn partition_value(data_type: &arrow_schema::DataType, value: &str) -> DfResult<
 
 /// Tells apart tables created at the same location (dropped and created again): the time the
 /// catalog entry was created.
+/// `batch`'s columns, by name, in `schema`'s order and types.
+fn shape(
+    batch: &arrow::array::RecordBatch,
+    schema: &SchemaRef,
+) -> DfResult<arrow::array::RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let column = batch.column_by_name(f.name()).ok_or_else(|| {
+                DataFusionError::Internal(format!("live rows lack the column {}", f.name()))
+            })?;
+            if column.data_type() == f.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                Ok(arrow::compute::cast(column, f.data_type())?)
+            }
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(arrow::array::RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}
+
 pub(crate) fn generation(table: &Table) -> i64 {
     table.created_at.timestamp_micros()
 }
@@ -377,12 +457,7 @@ impl TableProvider for LakeTableProvider {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         match self.table.format {
-            TableFormat::Delta => {
-                self.delta(state)
-                    .await?
-                    .scan(state, projection, filters, limit)
-                    .await
-            }
+            TableFormat::Delta => self.scan_delta(state, projection, filters, limit).await,
             _ if self.table.partitions.is_some() => {
                 self.scan_partitions(state, projection, filters, limit)
                     .await

@@ -57,6 +57,7 @@ pub async fn engine_at(
         ingester: Arc::new(Ingester::new(stores)),
         config,
         streams: None,
+        deliveries: None,
     })
     .await?)
 }

@@ -202,6 +202,8 @@ struct Stream {
     writer: mpsc::Sender<WriteRequest>,
     /// The last sequence number handed out (shared with the writer).
     last_sequence: Arc<std::sync::atomic::AtomicU64>,
+    /// The last sequence number on disk, for readers that wait for new records.
+    appended: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Every stream, and their logs.
@@ -379,6 +381,20 @@ impl Streams {
             .collect())
     }
 
+    /// The last sequence number written to the stream (0 for none yet).
+    pub fn last_sequence(&self, name: &str) -> Result<u64, StreamError> {
+        Ok(self
+            .get(name)?
+            .last_sequence
+            .load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// A receiver that changes whenever records are appended to the stream (its value is the
+    /// last sequence number on disk). It closes when the stream is deleted.
+    pub fn watch(&self, name: &str) -> Result<tokio::sync::watch::Receiver<u64>, StreamError> {
+        Ok(self.get(name)?.appended.clone())
+    }
+
     /// Changes a stream's definition (retention, tags) and saves it.
     pub fn update(
         &self,
@@ -552,12 +568,15 @@ impl Stream {
         let last_sequence = Arc::new(std::sync::atomic::AtomicU64::new(last_sequence));
         let (writer, requests) = mpsc::channel(config.max_pending_puts.max(1));
         let info = Arc::new(RwLock::new(info));
+        let (notify, appended) =
+            tokio::sync::watch::channel(last_sequence.load(std::sync::atomic::Ordering::Acquire));
         tokio::spawn(write_loop(
             appender,
             requests,
             Arc::clone(&index),
             Arc::clone(&last_sequence),
             Arc::clone(&info),
+            notify,
         ));
         Ok(Self {
             dir,
@@ -565,6 +584,7 @@ impl Stream {
             index,
             writer,
             last_sequence,
+            appended,
         })
     }
 }
@@ -619,6 +639,7 @@ async fn write_loop(
     index: Arc<RwLock<Vec<Vec<Entry>>>>,
     last_sequence: Arc<std::sync::atomic::AtomicU64>,
     info: Arc<RwLock<StreamInfo>>,
+    notify: tokio::sync::watch::Sender<u64>,
 ) {
     let dir = appender.dir().to_owned();
     let appender = Arc::new(std::sync::Mutex::new(appender));
@@ -675,6 +696,9 @@ async fn write_loop(
                             list.push(*entry);
                         }
                     }
+                }
+                if let Some((_, last)) = entries.last() {
+                    notify.send_replace(last.sequence);
                 }
                 let mut rest = entries.as_slice();
                 for (request, count) in batch.into_iter().zip(counts) {
