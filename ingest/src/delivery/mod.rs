@@ -708,11 +708,7 @@ impl Shared {
         let Some(version) = delta.version() else {
             return Ok(vec![None; shards as usize]);
         };
-        let key = (
-            delta.table_url().to_string(),
-            version,
-            delivery.app_id(0),
-        );
+        let key = (delta.table_url().to_string(), version, delivery.app_id(0));
         if let Some(found) = self
             .checkpoints
             .lock()
@@ -901,11 +897,7 @@ impl Target {
         }
         if let Some(version) = written.version() {
             shared.remember(
-                (
-                    written.table_url().to_string(),
-                    version,
-                    delivery.app_id(0),
-                ),
+                (written.table_url().to_string(), version, delivery.app_id(0)),
                 self.checkpoints.clone(),
             );
         }
