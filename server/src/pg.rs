@@ -279,6 +279,10 @@ impl SimpleQueryHandler for TarnQueryHandler {
         let count = statements.len();
         let mut responses = Vec::with_capacity(count);
         'statements: for (i, statement) in statements.into_iter().enumerate() {
+            if let Some(response) = deallocate(client.portal_store(), &statement) {
+                responses.push(response);
+                continue 'statements;
+            }
             if let Some(s) = statement.as_sql()
                 && TarnQueryParser::hooks_apply(s)
             {
@@ -334,6 +338,24 @@ impl SimpleQueryHandler for TarnQueryHandler {
         }
         Ok(responses)
     }
+}
+
+/// `DEALLOCATE` of protocol-level prepared statements, which live in pgwire's store rather
+/// than in DataFusion's (that one holds what SQL `PREPARE` makes, and DataFusion deallocates
+/// those itself). Drivers send it: psycopg `DEALLOCATE ALL` after DDL, and `DEALLOCATE name`
+/// past its cache size. `None`: not such a statement.
+fn deallocate<P: PortalStore>(store: &P, statement: &Statement) -> Option<Response> {
+    let Some(SqlStatement::Deallocate { name, .. }) = statement.as_sql() else {
+        return None;
+    };
+    if name.value.eq_ignore_ascii_case("all") && name.quote_style.is_none() {
+        // pgwire's store cannot list its statements; they are freed when the connection
+        // closes.
+        return Some(Response::Execution(Tag::new("DEALLOCATE ALL")));
+    }
+    store.get_statement(&name.value)?;
+    store.rm_statement(&name.value);
+    Some(Response::Execution(Tag::new("DEALLOCATE")))
 }
 
 fn error_response(e: PgWireError) -> Response {
@@ -544,6 +566,9 @@ impl ExtendedQueryHandler for TarnQueryHandler {
         let types = parameter_types(plan)?;
         let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
         let params = deserialize_parameters(portal, &type_refs)?;
+        if let Some(response) = deallocate(client.portal_store(), statement) {
+            return Ok(response);
+        }
         if let Some(s) = statement.as_sql()
             && TarnQueryParser::hooks_apply(s)
         {

@@ -138,6 +138,11 @@ pub fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             _ => "XX000",
         },
         DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",
+        DataFusionError::Execution(msg)
+            if msg.starts_with("Prepared statement") && msg.ends_with("does not exist") =>
+        {
+            "26000"
+        }
         DataFusionError::ResourcesExhausted(_) => "53200",
         DataFusionError::ParquetError(_) => "XX001",
         DataFusionError::ObjectStore(err) => match err.as_ref() {

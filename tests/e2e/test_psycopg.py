@@ -292,3 +292,29 @@ def test_client_disconnect_mid_result(tarn_demo):
     with tarn_demo.psycopg() as conn:
         assert conn.execute("SELECT count(*) AS n FROM demo.lineitem").fetchone() == (60175,)
         assert conn.execute("SELECT count(*) AS n FROM demo.orders").fetchone() == (15000,)
+
+
+def test_prepared_statements_survive_ddl_and_deallocate(tarn):
+    """psycopg prepares a query run 5 times on a connection (binary transfer, protocol-level
+    statements), and after any DROP it sends DEALLOCATE ALL; past prepared_max it deallocates
+    single statements by name. Both must work, and queries keep working after them."""
+    with tarn.psycopg(autocommit=True) as conn:
+        conn.prepare_threshold = 2
+        conn.prepared_max = 2
+        conn.execute("CREATE TABLE prep_t (id BIGINT)")
+        conn.execute("INSERT INTO prep_t VALUES (1), (2), (3)")
+        for n in range(1, 6):
+            # three distinct queries, so psycopg evicts (DEALLOCATE _pg3_n) beyond prepared_max
+            for q in ("SELECT count(*) FROM prep_t WHERE id >= %s",
+                      "SELECT sum(id) FROM prep_t WHERE id >= %s",
+                      "SELECT max(id) FROM prep_t WHERE id >= %s"):
+                conn.execute(q, (n,)).fetchone()
+        assert conn.execute("SELECT count(*) FROM prep_t WHERE id >= %s", (2,)).fetchone() == (2,)
+        conn.execute("CREATE TABLE prep_u (id BIGINT)")
+        conn.execute("DROP TABLE prep_u")  # psycopg follows this with DEALLOCATE ALL
+        assert conn.execute("SELECT count(*) FROM prep_t WHERE id >= %s", (1,)).fetchone() == (3,)
+        assert conn.execute("DEALLOCATE ALL").statusmessage == "DEALLOCATE ALL"
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute("DEALLOCATE no_such_statement")
+        assert err.value.sqlstate == "26000"
+        assert conn.execute("SELECT 1").fetchone() == (1,)
