@@ -41,7 +41,43 @@ pub enum CrawlerStatement {
     },
 }
 
-fn word(token: &Token) -> Option<String> {
+/// A parser error as a SQL syntax error (`42601`).
+pub(crate) fn syntax(e: datafusion::sql::sqlparser::parser::ParserError) -> Error {
+    Error::DataFusion(datafusion::error::DataFusionError::SQL(Box::new(e), None))
+}
+
+/// An optional `WITH (key = value, …)` of tarn's statements: keys lower-cased, values quoted
+/// strings, numbers or bare words.
+pub(crate) fn with_options(p: &mut Parser) -> Result<Vec<(String, String)>> {
+    let mut options = Vec::new();
+    if !p.parse_keyword(Keyword::WITH) {
+        return Ok(options);
+    }
+    p.expect_token(&Token::LParen).map_err(syntax)?;
+    loop {
+        let key = p
+            .parse_identifier()
+            .map_err(syntax)?
+            .value
+            .to_ascii_lowercase();
+        p.expect_token(&Token::Eq).map_err(syntax)?;
+        let t = p.next_token();
+        let value = match t.token {
+            Token::SingleQuotedString(s) => s,
+            Token::Number(n, _) => n,
+            Token::Word(w) => w.value,
+            _ => return p.expected("a value", t).map_err(syntax),
+        };
+        options.push((key, value));
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    p.expect_token(&Token::RParen).map_err(syntax)?;
+    Ok(options)
+}
+
+pub(crate) fn word(token: &Token) -> Option<String> {
     match token {
         Token::Word(w) => Some(w.value.to_ascii_uppercase()),
         _ => None,
@@ -76,9 +112,6 @@ pub(crate) fn parse_crawler_statement(sql: &str) -> Option<Result<CrawlerStateme
 
 fn parse_tokens(sql: &str) -> Result<CrawlerStatement> {
     let dialect = PostgreSqlDialect {};
-    let syntax = |e: datafusion::sql::sqlparser::parser::ParserError| {
-        Error::DataFusion(datafusion::error::DataFusionError::SQL(Box::new(e), None))
-    };
     let mut p = Parser::new(&dialect).try_with_sql(sql).map_err(syntax)?;
     let expect_crawler = |p: &mut Parser| -> Result<()> {
         let t = p.next_token();
@@ -100,30 +133,7 @@ fn parse_tokens(sql: &str) -> Result<CrawlerStatement> {
         let location = p.parse_literal_string().map_err(syntax)?;
         p.expect_keyword(Keyword::INTO).map_err(syntax)?;
         let database = p.parse_identifier().map_err(syntax)?.value;
-        let mut options = Vec::new();
-        if p.parse_keyword(Keyword::WITH) {
-            p.expect_token(&Token::LParen).map_err(syntax)?;
-            loop {
-                let key = p
-                    .parse_identifier()
-                    .map_err(syntax)?
-                    .value
-                    .to_ascii_lowercase();
-                p.expect_token(&Token::Eq).map_err(syntax)?;
-                let t = p.next_token();
-                let value = match t.token {
-                    Token::SingleQuotedString(s) => s,
-                    Token::Number(n, _) => n,
-                    Token::Word(w) => w.value,
-                    _ => return p.expected("a value", t).map_err(syntax),
-                };
-                options.push((key, value));
-                if !p.consume_token(&Token::Comma) {
-                    break;
-                }
-            }
-            p.expect_token(&Token::RParen).map_err(syntax)?;
-        }
+        let options = with_options(&mut p)?;
         CrawlerStatement::Create {
             name,
             location,

@@ -27,6 +27,7 @@ use tarn_ingest::delivery::{
     Partitioning,
 };
 
+use crate::crawl::{syntax, with_options, word};
 use crate::engine::{CommandTag, QueryOutput, Session};
 use crate::error::{Error, Result};
 
@@ -48,13 +49,6 @@ pub enum DeliveryStatement {
         name: String,
         if_exists: bool,
     },
-}
-
-fn word(token: &Token) -> Option<String> {
-    match token {
-        Token::Word(w) => Some(w.value.to_ascii_uppercase()),
-        _ => None,
-    }
 }
 
 fn tokens(sql: &str) -> Option<Vec<Token>> {
@@ -100,9 +94,6 @@ pub(crate) fn parse_delivery_statement(sql: &str) -> Option<Result<DeliveryState
 
 fn parse_tokens(sql: &str) -> Result<DeliveryStatement> {
     let dialect = PostgreSqlDialect {};
-    let syntax = |e: datafusion::sql::sqlparser::parser::ParserError| {
-        Error::DataFusion(datafusion::error::DataFusionError::SQL(Box::new(e), None))
-    };
     let mut p = Parser::new(&dialect).try_with_sql(sql).map_err(syntax)?;
     let expect_word = |p: &mut Parser, expected: &str| -> Result<()> {
         let t = p.next_token();
@@ -128,30 +119,7 @@ fn parse_tokens(sql: &str) -> Result<DeliveryStatement> {
         while p.consume_token(&Token::Period) {
             table.push(p.parse_identifier().map_err(syntax)?.value);
         }
-        let mut options = Vec::new();
-        if p.parse_keyword(Keyword::WITH) {
-            p.expect_token(&Token::LParen).map_err(syntax)?;
-            loop {
-                let key = p
-                    .parse_identifier()
-                    .map_err(syntax)?
-                    .value
-                    .to_ascii_lowercase();
-                p.expect_token(&Token::Eq).map_err(syntax)?;
-                let t = p.next_token();
-                let value = match t.token {
-                    Token::SingleQuotedString(s) => s,
-                    Token::Number(n, _) => n,
-                    Token::Word(w) => w.value,
-                    _ => return p.expected("a value", t).map_err(syntax),
-                };
-                options.push((key, value));
-                if !p.consume_token(&Token::Comma) {
-                    break;
-                }
-            }
-            p.expect_token(&Token::RParen).map_err(syntax)?;
-        }
+        let options = with_options(&mut p)?;
         DeliveryStatement::Create {
             name,
             stream,

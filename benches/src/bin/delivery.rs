@@ -17,24 +17,7 @@ use tarn_ingest::delivery::{Deliveries, NewDelivery};
 use tarn_ingest::stream::{PutRecord, StreamMode, Streams, StreamsConfig};
 use tarn_sql::{EngineConfig, QueryEngine, QueryEngineArgs, QueryOutput};
 
-const BATCH: usize = 500;
-const RECORD: usize = 1024;
-
-fn record(producer: usize, i: usize) -> Vec<u8> {
-    let mut s = format!("{{\"producer\":{producer},\"i\":{i},\"payload\":\"");
-    while s.len() < RECORD - 2 {
-        s.push('x');
-    }
-    s.push_str("\"}");
-    s.into_bytes()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+use tarn_benches::{BATCH, RECORD, json_record as record, percentile};
 
 async fn count(engine: &QueryEngine, sql: &str) -> anyhow::Result<i64> {
     let session = engine.session()?;

@@ -290,13 +290,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeliveryError + '_ {
 }
 
 fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        && !name.starts_with('.');
-    if ok {
+    if crate::stream::is_valid_name(name, 64) {
         Ok(())
     } else {
         Err(DeliveryError::Invalid(format!(
@@ -665,20 +659,13 @@ async fn read_all(
 
 /// Writes `delivery` atomically (write, fsync, rename, fsync the folder).
 fn save(dir: &Path, delivery: &Delivery) -> Result<()> {
-    let path = dir.join(format!("{}.json", delivery.name));
-    let tmp = dir.join(format!("{}.json.tmp", delivery.name));
+    let file = format!("{}.json", delivery.name);
+    let path = dir.join(&file);
     let body = serde_json::to_vec_pretty(delivery).map_err(|e| DeliveryError::Io {
         path: path.display().to_string(),
         source: std::io::Error::other(e),
     })?;
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(io(&path))
+    crate::stream::write_durably(dir, &file, &body).map_err(io(&path))
 }
 
 impl Shared {

@@ -226,14 +226,19 @@ fn io(path: &Path, source: std::io::Error) -> StreamError {
     }
 }
 
-fn validate_name(name: &str) -> Result<(), StreamError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
+/// Whether `name` is a valid AWS resource name of at most `max` characters
+/// (`[a-zA-Z0-9_.-]+`, not starting with a dot: names starting with one are tarn's own).
+pub(crate) fn is_valid_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        && !name.starts_with('.');
-    if ok {
+        && !name.starts_with('.')
+}
+
+fn validate_name(name: &str) -> Result<(), StreamError> {
+    if is_valid_name(name, 128) {
         Ok(())
     } else {
         Err(StreamError::Invalid(format!(
@@ -242,22 +247,25 @@ fn validate_name(name: &str) -> Result<(), StreamError> {
     }
 }
 
+/// Replaces `dir/file` with `body` durably: write a temporary file, fsync it, rename it over
+/// `file`, fsync the folder.
+pub(crate) fn write_durably(dir: &Path, file: &str, body: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{file}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    std::io::Write::write_all(&mut f, body)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(file))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Writes `info` to `stream.json` atomically (write, fsync, rename, fsync the folder).
 fn save_info(dir: &Path, info: &StreamInfo) -> Result<(), StreamError> {
     let path = dir.join("stream.json");
-    let tmp = dir.join("stream.json.tmp");
     let body = serde_json::to_vec_pretty(info).map_err(|e| StreamError::Corrupt {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| io(&path, e))
+    write_durably(dir, "stream.json", &body).map_err(|e| io(&path, e))
 }
 
 impl Streams {
