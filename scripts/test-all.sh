@@ -10,11 +10,12 @@ VENV="${TARN_TEST_VENV:-$HOME/.cache/tarn-test-venv}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-if ! command -v psql >/dev/null 2>&1; then
-    step "installing Debian's postgresql-client (psql)"
+# psql for the wire tests; openssl makes the certificates of the Flight SQL TLS tests.
+if ! command -v psql >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+    step "installing Debian's postgresql-client (psql) and openssl"
     if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-client
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-client openssl
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

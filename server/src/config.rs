@@ -25,6 +25,7 @@ pub struct TarnConfig {
     pub pg: PgConfig,
     pub http: HttpConfig,
     pub flight: FlightConfig,
+    pub auth: AuthConfig,
     pub catalog: CatalogConfig,
     pub engine: EngineConfig,
     /// `[stores.<name>]`: S3-compatible stores (endpoint, region, keys, which buckets).
@@ -43,6 +44,7 @@ impl Default for TarnConfig {
             pg: PgConfig::default(),
             http: HttpConfig::default(),
             flight: FlightConfig::default(),
+            auth: AuthConfig::default(),
             catalog: CatalogConfig::default(),
             engine: EngineConfig::default(),
             stores: StoresConfig::default(),
@@ -90,11 +92,45 @@ impl Default for HttpConfig {
     }
 }
 
-/// `[flight]`: Arrow Flight SQL. Not served yet; setting it is refused with a clear message.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[flight]`: Arrow Flight SQL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlightConfig {
-    pub addr: Option<String>,
+    pub addr: String,
+    /// How long a bearer token from the handshake stays valid.
+    pub token_ttl_secs: u64,
+    /// The largest gRPC message tarn accepts (a batch of a bulk load, say).
+    pub max_message_bytes: usize,
+    /// `[flight.tls]`: serve TLS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for FlightConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:50051".to_owned(),
+            token_ttl_secs: 12 * 3600,
+            max_message_bytes: 64 << 20,
+            tls: None,
+        }
+    }
+}
+
+/// A certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[auth]`: who may connect. With no users, no one is asked for credentials (the embedded
+/// default, on loopback); with users, Flight SQL requires one of them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// User name → password.
+    pub users: std::collections::BTreeMap<String, tarn_catalog::Secret>,
 }
 
 /// `[shutdown]`: how long open connections get to finish on SIGINT/SIGTERM.
@@ -162,11 +198,32 @@ impl TarnConfig {
     fn validate(&self) -> Result<()> {
         parse_addr("pg.addr", &self.pg.addr)?;
         parse_addr("http.addr", &self.http.addr)?;
-        if let Some(addr) = &self.flight.addr {
-            parse_addr("flight.addr", addr)?;
+        parse_addr("flight.addr", &self.flight.addr)?;
+        if self.flight.token_ttl_secs == 0 {
             return Err(Error::Config(
-                "flight.addr: Arrow Flight SQL is not supported yet; remove the setting".to_owned(),
+                "flight.token_ttl_secs: must be at least 1".to_owned(),
             ));
+        }
+        if self.flight.max_message_bytes < 1 << 20 {
+            return Err(Error::Config(
+                "flight.max_message_bytes: must be at least 1048576 (1 MiB)".to_owned(),
+            ));
+        }
+        if let Some(tls) = &self.flight.tls {
+            for (key, path) in [("flight.tls.cert", &tls.cert), ("flight.tls.key", &tls.key)] {
+                std::fs::File::open(path)
+                    .map_err(|e| Error::Config(format!("{key}: {}: {e}", path.display())))?;
+            }
+        }
+        if let Some(name) = self
+            .auth
+            .users
+            .keys()
+            .find(|u| u.is_empty() || u.contains(':'))
+        {
+            return Err(Error::Config(format!(
+                "auth.users: {name:?} is not a user name (empty, or has a ':')"
+            )));
         }
         tarn_catalog::parse_location(&self.warehouse)
             .map_err(|e| Error::Config(format!("warehouse: {e}")))?;

@@ -2,8 +2,8 @@
 //!
 //! Owns: configuration, start-up and shutdown, the Postgres wire (pgwire with tarn's own
 //! handlers, one session per connection), HTTP (health, JSON queries, the catalog REST API,
-//! the Glue-compatible API), the crawler scheduler, the demo data.
-//! Only this crate knows a wire protocol and maps errors to SQLSTATE / HTTP status.
+//! the Glue-compatible API), Arrow Flight SQL, the crawler scheduler, the demo data.
+//! Only this crate knows a wire protocol and maps errors to SQLSTATE / HTTP status / gRPC status.
 
 mod aws;
 mod catalog_api;
@@ -12,6 +12,7 @@ mod config;
 mod demo;
 mod error;
 mod firehose;
+mod flight;
 mod glue;
 mod http;
 mod kinesis;
@@ -20,6 +21,10 @@ mod scheduler;
 mod server;
 mod sigv4;
 
-pub use config::{FlightConfig, HttpConfig, Overrides, PgConfig, ShutdownConfig, TarnConfig};
+pub use config::{
+    AuthConfig, FlightConfig, HttpConfig, Overrides, PgConfig, ShutdownConfig, TarnConfig,
+    TlsConfig,
+};
 pub use error::{Error, Result};
+pub use flight::RunningQuery;
 pub use server::{BoundAddrs, Server};

@@ -33,7 +33,7 @@ struct ServeArgs {
     /// HTTP address. Default 127.0.0.1:8080
     #[arg(long, value_name = "HOST:PORT")]
     http_addr: Option<String>,
-    /// Arrow Flight SQL address (Flight SQL is not served yet).
+    /// Arrow Flight SQL address (default 127.0.0.1:50051).
     #[arg(long, value_name = "HOST:PORT")]
     flight_addr: Option<String>,
     /// Write the bound addresses as JSON to this file once every listener is up.

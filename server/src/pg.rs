@@ -27,6 +27,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 use tarn_sql::Statement;
+use tarn_sql::params::{parameter_types, resolve_parameter_types};
 use tarn_sql::{CommandTag, QueryOutput, Session};
 
 /// A prepared statement: the text, the parsed statement and its plan.
@@ -369,77 +370,6 @@ fn error_response(e: PgWireError) -> Response {
     }
 }
 
-/// Gives every parameter a type, as Postgres does at Parse: the type DataFusion inferred
-/// from its context (a comparison, an insert), else the type of a cast of the bare parameter
-/// (`$1::int`), else `text`. The plan's schema is recomputed so Describe reports it.
-fn resolve_parameter_types(plan: LogicalPlan) -> PgWireResult<LogicalPlan> {
-    use datafusion::arrow::datatypes::Field;
-    use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-    use datafusion::logical_expr::expr::Placeholder;
-    use datafusion::logical_expr::{Cast, Expr, TryCast};
-    let df_err = |e| pg_error(tarn_sql::Error::DataFusion(e));
-    let mut types = plan.get_parameter_types().map_err(df_err)?;
-    if !types.values().any(Option::is_none) {
-        return Ok(plan);
-    }
-    plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
-                    && let Expr::Placeholder(p) = expr.as_ref()
-                    && let Some(slot @ None) = types.get_mut(&p.id)
-                {
-                    *slot = Some(field.data_type().clone());
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
-    })
-    .map_err(df_err)?;
-    plan.transform_up_with_subqueries(|node| {
-        let node = node.map_expressions(|expr| {
-            expr.transform(|e| match e {
-                Expr::Placeholder(Placeholder { id, field: None }) => {
-                    let ty = types.get(&id).cloned().flatten().unwrap_or(DataType::Utf8);
-                    let field = Some(Arc::new(Field::new(&id, ty, true)));
-                    Ok(Transformed::yes(Expr::Placeholder(Placeholder {
-                        id,
-                        field,
-                    })))
-                }
-                e => Ok(Transformed::no(e)),
-            })
-        })?;
-        if node.transformed {
-            node.map_data(|n| n.recompute_schema())
-        } else {
-            Ok(node)
-        }
-    })
-    .map(|t| t.data)
-    .map_err(df_err)
-}
-
-/// Parameter types in `$1, $2, …` order.
-fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
-    let types = plan
-        .get_parameter_types()
-        .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
-    let mut numbered: Vec<(usize, Option<DataType>)> = types
-        .into_iter()
-        .filter_map(|(name, ty)| Some((name.trim_start_matches('$').parse().ok()?, ty)))
-        .collect();
-    numbered.sort_by_key(|(n, _)| *n);
-    let max = numbered.last().map_or(0, |(n, _)| *n);
-    let mut ordered = vec![None; max];
-    for (n, ty) in numbered {
-        if n >= 1 {
-            ordered[n - 1] = ty;
-        }
-    }
-    Ok(ordered)
-}
-
 pub(crate) struct TarnQueryParser {
     session: Arc<Session>,
     hooks: Vec<Arc<dyn QueryHook>>,
@@ -514,12 +444,13 @@ impl QueryParser for TarnQueryParser {
             }
         }
         let plan = self.session.plan(&statement).await.map_err(pg_error)?;
-        let plan = resolve_parameter_types(plan)?;
+        let plan = resolve_parameter_types(plan).map_err(pg_error)?;
         Ok(Some(PgStatement { statement, plan }))
     }
 
     fn get_parameter_types(&self, stmt: &PgStatement) -> PgWireResult<Vec<Type>> {
-        parameter_types(&stmt.plan)?
+        parameter_types(&stmt.plan)
+            .map_err(pg_error)?
             .iter()
             .map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), into_pg_type))
             .collect()
@@ -563,7 +494,7 @@ impl ExtendedQueryHandler for TarnQueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let PgStatement { statement, plan } = &portal.statement.statement;
-        let types = parameter_types(plan)?;
+        let types = parameter_types(plan).map_err(pg_error)?;
         let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
         let params = deserialize_parameters(portal, &type_refs)?;
         if let Some(response) = deallocate(client.portal_store(), statement) {

@@ -24,6 +24,7 @@ use crate::pg::ConnectionHandlers;
 pub struct BoundAddrs {
     pub pg: SocketAddr,
     pub http: SocketAddr,
+    pub flight: SocketAddr,
 }
 
 /// A running tarn: listeners bound, tasks spawned. Drop it or call [`Server::shutdown`].
@@ -33,6 +34,7 @@ pub struct Server {
     engine: QueryEngine,
     streams: Arc<tarn_ingest::stream::Streams>,
     deliveries: Arc<tarn_ingest::delivery::Deliveries>,
+    flight_queries: crate::flight::Running,
     cancel: CancellationToken,
     tasks: TaskTracker,
     shutdown_timeout: Duration,
@@ -52,6 +54,8 @@ async fn bind(service: &'static str, key: &str, addr: &str) -> Result<TcpListene
 impl Server {
     /// Opens the warehouse and starts serving. Returns once every listener is bound.
     pub async fn start(config: TarnConfig) -> Result<Self> {
+        // TLS files are read first: a bad certificate stops start-up before anything is written.
+        let flight_server = crate::flight::server(&config.flight).map_err(Error::Config)?;
         let warehouse = tarn_catalog::parse_location(&config.warehouse)?;
         let stores = Arc::new(ObjectStores::new(config.stores.clone())?);
         let catalog = Arc::new(Catalog::open(warehouse, config.catalog.clone(), &stores).await?);
@@ -87,6 +91,7 @@ impl Server {
 
         let pg = bind("Postgres wire", "pg.addr", &config.pg.addr).await?;
         let http = bind("HTTP", "http.addr", &config.http.addr).await?;
+        let flight = bind("Flight SQL", "flight.addr", &config.flight.addr).await?;
         let local = |l: &TcpListener, service, addr: &str| {
             l.local_addr().map_err(|source| Error::Bind {
                 service,
@@ -97,12 +102,27 @@ impl Server {
         let addrs = BoundAddrs {
             pg: local(&pg, "Postgres wire", &config.pg.addr)?,
             http: local(&http, "HTTP", &config.http.addr)?,
+            flight: local(&flight, "Flight SQL", &config.flight.addr)?,
         };
+        let flight_queries = crate::flight::Running::default();
+        let flight_service = crate::flight::service(
+            engine.clone(),
+            &config.flight,
+            &config.auth.users,
+            flight_queries.clone(),
+        )
+        .map_err(Error::Config)?;
 
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(serve_pg(pg, engine.clone(), cancel.clone(), tasks.clone()));
         tasks.spawn(crate::scheduler::run(engine.clone(), cancel.clone()));
+        tasks.spawn(crate::flight::serve(
+            flight,
+            flight_server,
+            flight_service,
+            cancel.clone(),
+        ));
         let app = router(HttpState {
             engine: engine.clone(),
             aws_credentials: config.http.aws_credentials.clone(),
@@ -124,6 +144,7 @@ impl Server {
             let body = serde_json::to_vec(&BTreeMap::from([
                 ("pg", addrs.pg.to_string()),
                 ("http", addrs.http.to_string()),
+                ("flight", addrs.flight.to_string()),
             ]))
             .map_err(|e| Error::Config(e.to_string()))?;
             // Written whole then renamed, so a reader never sees half a file.
@@ -134,12 +155,13 @@ impl Server {
                 source,
             })?;
         }
-        tracing::info!(pg = %addrs.pg, http = %addrs.http, warehouse = %config.warehouse, "tarn is ready");
+        tracing::info!(pg = %addrs.pg, http = %addrs.http, flight = %addrs.flight, warehouse = %config.warehouse, "tarn is ready");
         Ok(Self {
             addrs,
             engine,
             streams,
             deliveries,
+            flight_queries,
             cancel,
             tasks,
             shutdown_timeout: Duration::from_secs(config.shutdown.timeout_secs),
@@ -162,6 +184,11 @@ impl Server {
     /// The deliveries (Firehose) into lake tables.
     pub fn deliveries(&self) -> &Arc<tarn_ingest::delivery::Deliveries> {
         &self.deliveries
+    }
+
+    /// The queries Flight SQL is streaming now.
+    pub fn flight_queries(&self) -> Vec<crate::flight::RunningQuery> {
+        self.flight_queries.list()
     }
 
     /// Stops accepting, gives open connections the configured time to finish, then returns.

@@ -359,7 +359,7 @@ impl Session {
     /// Optimizes a write's input before handing it to deltalake, so that errors in the query
     /// itself (a value that does not cast to the column type) surface as SQL errors with their
     /// own SQLSTATE rather than as a failed Delta write.
-    fn checked_input(&self, input: &LogicalPlan) -> Result<LogicalPlan> {
+    pub(crate) fn checked_input(&self, input: &LogicalPlan) -> Result<LogicalPlan> {
         self.ctx.state().optimize(input)?;
         Ok(input.clone())
     }
@@ -453,7 +453,7 @@ impl Session {
         Ok(())
     }
 
-    async fn delta_schema(
+    pub(crate) async fn delta_schema(
         &self,
         table: &DeltaTable,
         location: &str,
@@ -492,7 +492,7 @@ impl Session {
     }
 
     /// `CREATE TABLE t (…)` and `CREATE TABLE t AS SELECT …`: a managed Delta table.
-    async fn create_managed_table(&self, cmd: CreateMemoryTable) -> Result<CommandTag> {
+    pub(crate) async fn create_managed_table(&self, cmd: CreateMemoryTable) -> Result<CommandTag> {
         if cmd.or_replace {
             return Err(Error::not_supported("CREATE OR REPLACE TABLE"));
         }
@@ -594,7 +594,7 @@ impl Session {
 }
 
 /// Rows the table's latest commit added, from the commit's operation metrics.
-async fn added_rows(table: &DeltaTable) -> u64 {
+pub(crate) async fn added_rows(table: &DeltaTable) -> u64 {
     let latest = table.history(Some(1)).try_collect::<Vec<_>>().await.ok();
     latest
         .and_then(|mut commits| commits.pop())

@@ -41,6 +41,24 @@ pub enum Error {
 
     #[error("invalid configuration: {key}: {reason}")]
     Config { key: &'static str, reason: String },
+
+    /// Bound parameter values that do not fit the statement.
+    #[error("{0}")]
+    Parameter(String),
+
+    /// A bulk load whose columns do not fit its table.
+    #[error("load into {table}: {reason}")]
+    Load {
+        table: tarn_catalog::TableRef,
+        reason: String,
+        sqlstate: &'static str,
+    },
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Self::DataFusion(e.into())
+    }
 }
 
 impl Error {
@@ -70,6 +88,8 @@ impl Error {
             Self::Catalog(_) => "58000",
             Self::Ingest(tarn_ingest::Error::LocationNotEmpty { .. }) => "42P07",
             Self::Ingest(tarn_ingest::Error::NotADeltaTable { .. }) => "58P01",
+            // A value that does not convert to the table's type, found while writing.
+            Self::Delta { source, .. } if source.to_string().contains("Cast error") => "22P02",
             Self::Ingest(_) | Self::Delta { .. } => "58000",
             Self::NotSupported { .. } => "0A000",
             Self::Stream(tarn_ingest::stream::StreamError::NotFound { .. }) => "42P01",
@@ -92,6 +112,8 @@ impl Error {
             Self::UnknownSetting { .. } => "42704",
             Self::Location { .. } => "58P01",
             Self::Config { .. } => "F0000",
+            Self::Parameter(_) => "22023",
+            Self::Load { sqlstate, .. } => sqlstate,
         }
     }
 }

@@ -13,6 +13,8 @@ mod ddl;
 mod delivery;
 mod engine;
 mod error;
+mod ingest;
+pub mod params;
 mod provider;
 mod stores;
 mod stream_table;
@@ -27,4 +29,5 @@ pub use engine::{
     Statement,
 };
 pub use error::{Error, Result, datafusion_sqlstate};
+pub use ingest::{IfExists, IfMissing};
 pub use stores::SYSTEM_SCHEMA;

@@ -112,6 +112,7 @@ class Tarn:
     pg_host: str = ""
     pg_port: int = 0
     http_url: str = ""
+    flight_uri: str = ""
     stopped: bool = field(default=False)
 
     # ---- helpers -------------------------------------------------------
@@ -169,6 +170,7 @@ def _args(warehouse, address_file, demo, config, extra_args):
         "--warehouse", warehouse_location(warehouse),
         "--pg-addr", "127.0.0.1:0",
         "--http-addr", "127.0.0.1:0",
+        "--flight-addr", "127.0.0.1:0",
         "--address-file", str(address_file),
     ]
     if demo:
@@ -212,6 +214,7 @@ def start_tarn(
             host, port = addrs["pg"].rsplit(":", 1)
             t.pg_host, t.pg_port = host, int(port)
             t.http_url = "http://" + addrs["http"]
+            t.flight_uri = "grpc://" + addrs["flight"]
             return t
         rc = proc.poll()
         if rc is not None:

@@ -27,6 +27,7 @@ pub async fn start_server_at(warehouse: &str, stores: StoresConfig) -> anyhow::R
         warehouse: Some(warehouse.to_owned()),
         pg_addr: Some("127.0.0.1:0".into()),
         http_addr: Some("127.0.0.1:0".into()),
+        flight_addr: Some("127.0.0.1:0".into()),
         ..Overrides::default()
     };
     let mut config = TarnConfig::load(&overrides)?;

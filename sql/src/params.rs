@@ -1,0 +1,147 @@
+//! Statement parameters (`$1`, `$2`, …), shared by the Postgres wire and Flight SQL: their
+//! types at prepare time, and binding rows of values to them.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::LogicalPlan;
+
+use crate::error::{Error, Result};
+
+/// Gives every parameter a type, as Postgres does at Parse: the type DataFusion inferred
+/// from its context (a comparison, an insert), else the type of a cast of the bare parameter
+/// (`$1::int`), else `text`. The plan's schema is recomputed so Describe reports it.
+pub fn resolve_parameter_types(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::arrow::datatypes::Field;
+    use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::expr::Placeholder;
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    let mut types = plan.get_parameter_types()?;
+    if !types.values().any(Option::is_none) {
+        return Ok(plan);
+    }
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
+                    && let Expr::Placeholder(p) = expr.as_ref()
+                    && let Some(slot @ None) = types.get_mut(&p.id)
+                {
+                    *slot = Some(field.data_type().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    plan.transform_up_with_subqueries(|node| {
+        let node = node.map_expressions(|expr| {
+            expr.transform(|e| match e {
+                Expr::Placeholder(Placeholder { id, field: None }) => {
+                    let ty = types.get(&id).cloned().flatten().unwrap_or(DataType::Utf8);
+                    let field = Some(Arc::new(Field::new(&id, ty, true)));
+                    Ok(Transformed::yes(Expr::Placeholder(Placeholder {
+                        id,
+                        field,
+                    })))
+                }
+                e => Ok(Transformed::no(e)),
+            })
+        })?;
+        if node.transformed {
+            node.map_data(|n| n.recompute_schema())
+        } else {
+            Ok(node)
+        }
+    })
+    .map(|t| t.data)
+    .map_err(Error::from)
+}
+
+/// Parameter types in `$1, $2, …` order.
+pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let types = plan.get_parameter_types()?;
+    let mut numbered: Vec<(usize, Option<DataType>)> = types
+        .into_iter()
+        .filter_map(|(name, ty)| Some((name.trim_start_matches('$').parse().ok()?, ty)))
+        .collect();
+    numbered.sort_by_key(|(n, _)| *n);
+    let max = numbered.last().map_or(0, |(n, _)| *n);
+    let mut ordered = vec![None; max];
+    for (n, ty) in numbered {
+        if n >= 1 {
+            ordered[n - 1] = ty;
+        }
+    }
+    Ok(ordered)
+}
+
+/// The values of row `row` of `batch` as parameters `$1, $2, …` (column i binds `$i+1`), each
+/// cast to the type the statement gives it. A wrong count, or a value that does not convert,
+/// is an [`Error::Parameter`].
+pub fn bind_row(
+    types: &[Option<DataType>],
+    batch: &RecordBatch,
+    row: usize,
+) -> Result<ParamValues> {
+    let row = cast_parameters(types, &batch.slice(row, 1))?;
+    let values = row
+        .columns()
+        .iter()
+        .map(|column| ScalarValue::try_from_array(column, 0).map(Into::into))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    Ok(ParamValues::List(values))
+}
+
+fn cast_parameter(column: &Arc<dyn Array>, ty: &DataType, index: usize) -> Result<Arc<dyn Array>> {
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    cast_with_options(column, ty, &options).map_err(|e| {
+        Error::Parameter(format!(
+            "parameter ${} is {} but the statement needs {ty}: {e}",
+            index + 1,
+            column.data_type()
+        ))
+    })
+}
+
+/// Casts every column of `batch` to the statement's parameter types: the check done when
+/// parameters are bound, so a bad value fails then, not at execution.
+pub fn cast_parameters(types: &[Option<DataType>], batch: &RecordBatch) -> Result<RecordBatch> {
+    if batch.num_columns() != types.len() {
+        return Err(Error::Parameter(format!(
+            "the statement has {} parameter(s) but {} value(s) were bound",
+            types.len(),
+            batch.num_columns()
+        )));
+    }
+    let mut columns = Vec::with_capacity(types.len());
+    let mut fields = Vec::with_capacity(types.len());
+    for (i, ((column, field), ty)) in batch
+        .columns()
+        .iter()
+        .zip(batch.schema().fields())
+        .zip(types)
+        .enumerate()
+    {
+        let column = match ty {
+            Some(ty) if column.data_type() != ty => cast_parameter(column, ty, i)?,
+            _ => Arc::clone(column),
+        };
+        fields.push(
+            field
+                .as_ref()
+                .clone()
+                .with_data_type(column.data_type().clone())
+                .with_nullable(true),
+        );
+        columns.push(column);
+    }
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
