@@ -61,6 +61,9 @@ pub fn resolve_parameter_types(plan: LogicalPlan) -> Result<LogicalPlan> {
     .map_err(Error::from)
 }
 
+/// The highest parameter number, as in Postgres (whose protocol counts them in 16 bits).
+pub const MAX_PARAMETERS: usize = 65_535;
+
 /// Parameter types in `$1, $2, …` order.
 pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
     let types = plan.get_parameter_types()?;
@@ -70,6 +73,11 @@ pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
         .collect();
     numbered.sort_by_key(|(n, _)| *n);
     let max = numbered.last().map_or(0, |(n, _)| *n);
+    if max > MAX_PARAMETERS {
+        return Err(Error::Parameter(format!(
+            "parameter ${max}: a statement has at most {MAX_PARAMETERS} parameters"
+        )));
+    }
     let mut ordered = vec![None; max];
     for (n, ty) in numbered {
         if n >= 1 {

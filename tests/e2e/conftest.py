@@ -170,9 +170,11 @@ def _args(warehouse, address_file, demo, config, extra_args):
         "--warehouse", warehouse_location(warehouse),
         "--pg-addr", "127.0.0.1:0",
         "--http-addr", "127.0.0.1:0",
-        "--flight-addr", "127.0.0.1:0",
         "--address-file", str(address_file),
     ]
+    extra_args = list(extra_args or [])
+    if "--flight-addr" not in extra_args:
+        args += ["--flight-addr", "127.0.0.1:0"]
     if demo:
         args.append("--demo")
     if config is not None:

@@ -151,7 +151,7 @@ def test_corrupt_first_catalog_entry_fails_startup(tarn_factory, tmp_path):
     assert first.rsplit("/", 1)[-1] in out, out[-3000:]
 
 
-def test_bad_flight_addr_flag_refused(tmp_path):
+def test_bad_flight_addr_refused(tmp_path):
     rc, out, wrote = run_tarn_expect_failure(
         tmp_path / "wh", extra_args=["--flight-addr", "localhost"])
     assert rc != 0 and not wrote, out

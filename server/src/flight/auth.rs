@@ -27,6 +27,8 @@ pub(crate) struct Auth {
     key: hmac::Key,
     /// User → the HMAC of their password under `key`: compared in constant time.
     users: Option<BTreeMap<String, hmac::Tag>>,
+    /// Compared against for names that are not users.
+    unknown_user: hmac::Tag,
     ttl: Duration,
 }
 
@@ -56,7 +58,13 @@ impl Auth {
                 })
                 .collect()
         });
-        Ok(Self { key, users, ttl })
+        let unknown_user = hmac::sign(&key, &secret);
+        Ok(Self {
+            key,
+            users,
+            unknown_user,
+            ttl,
+        })
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -68,9 +76,10 @@ impl Auth {
         let Some(users) = &self.users else {
             return Ok(Caller::default());
         };
-        let known = users
-            .get(user)
-            .is_some_and(|tag| hmac::verify(&self.key, password.as_bytes(), tag.as_ref()).is_ok());
+        // An unknown user costs the same HMAC as a known one: timing does not tell them apart.
+        let tag = users.get(user).unwrap_or(&self.unknown_user);
+        let matches = hmac::verify(&self.key, password.as_bytes(), tag.as_ref()).is_ok();
+        let known = matches && users.contains_key(user);
         if !known {
             return Err(Status::unauthenticated("invalid user name or password"));
         }
@@ -214,6 +223,31 @@ mod tests {
                 .authenticate(&with_header(&format!("Bearer {token}")))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn changed_payloads_and_expired_tokens_are_refused() {
+        let auth = auth();
+        let token = auth.issue(&auth.check_password("alice", "s3cret").expect("password"));
+        let (_, signature) = token.split_once('.').expect("two parts");
+        let forged_payload = URL_SAFE_NO_PAD.encode("alice:99999999999");
+        let forged = format!("{forged_payload}.{signature}");
+        assert!(
+            auth.authenticate(&with_header(&format!("Bearer {forged}")))
+                .is_err()
+        );
+
+        let users = BTreeMap::from([("alice".to_owned(), tarn_catalog::Secret::new("s3cret"))]);
+        let expiring = Auth::new(&users, Duration::ZERO).expect("auth");
+        let token = expiring.issue(
+            &expiring
+                .check_password("alice", "s3cret")
+                .expect("password"),
+        );
+        let err = expiring
+            .authenticate(&with_header(&format!("Bearer {token}")))
+            .expect_err("expired");
+        assert!(err.message().contains("expired"), "{err}");
     }
 
     #[test]

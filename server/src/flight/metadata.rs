@@ -12,7 +12,7 @@ use arrow_flight::sql::metadata::{
 };
 use arrow_flight::sql::{
     CommandGetDbSchemas, CommandGetTables, Nullable, Searchable, SqlInfo, SqlNullOrdering,
-    SqlSupportedTransaction, SupportedSqlGrammar, XdbcDataType,
+    SqlSupportedCaseSensitivity, SqlSupportedTransaction, SupportedSqlGrammar, XdbcDataType,
 };
 use tarn_sql::{CATALOG_NAME, SYSTEM_SCHEMA, Session};
 use tonic::Status;
@@ -45,9 +45,12 @@ pub(crate) static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     b.append(SqlInfo::SqlDdlCatalog, false);
     b.append(SqlInfo::SqlDdlSchema, true);
     b.append(SqlInfo::SqlDdlTable, true);
-    b.append(SqlInfo::SqlIdentifierCase, 2i32); // SQL_CASE_SENSITIVITY_LOWERCASE
+    // Unquoted identifiers are folded to lower case.
+    b.append(
+        SqlInfo::SqlIdentifierCase,
+        SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,
+    );
     b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    b.append(SqlInfo::SqlQuotedIdentifierCase, 0i32); // SQL_CASE_SENSITIVITY_CASE_INSENSITIVE? no: sensitive
     b.append(SqlInfo::SqlAllTablesAreSelectable, true);
     b.append(
         SqlInfo::SqlNullOrdering,

@@ -145,6 +145,12 @@ pub(crate) async fn serve(
 /// `x-tarn-sqlstate` header.
 pub(crate) fn status(e: tarn_sql::Error) -> Status {
     use tonic::Code;
+    // A status raised inside a stream of results keeps its own code.
+    if let tarn_sql::Error::DataFusion(datafusion::error::DataFusionError::External(inner)) = &e
+        && let Some(status) = inner.downcast_ref::<Status>()
+    {
+        return status.clone();
+    }
     let sqlstate = e.sqlstate();
     let code = match sqlstate {
         "42P01" | "3F000" | "42704" | "26000" => Code::NotFound,
@@ -152,7 +158,7 @@ pub(crate) fn status(e: tarn_sql::Error) -> Status {
         "0A000" => Code::Unimplemented,
         "57014" => Code::Cancelled,
         "53200" | "53300" => Code::ResourceExhausted,
-        "55000" | "F0000" => Code::FailedPrecondition,
+        "55000" | "F0000" | "2BP01" => Code::FailedPrecondition,
         s if s.starts_with("42") || s.starts_with("22") || s.starts_with("23") => {
             Code::InvalidArgument
         }
@@ -348,7 +354,10 @@ impl FlightSql {
             }
         };
         let plan = session.plan(&statement).await.map_err(status)?;
-        resolve_parameter_types(plan).map_err(status)
+        let plan = resolve_parameter_types(plan).map_err(status)?;
+        // Checks the parameter numbers now, when the statement is prepared or described.
+        parameter_types(&plan).map_err(status)?;
+        Ok(plan)
     }
 
     /// Runs `plan` once per bound row (once if none are bound) and streams the results.
@@ -370,6 +379,7 @@ impl FlightSql {
             let output = session.execute(plan).await.map_err(status)?;
             return output_stream(output, schema).await;
         }
+        bound_rows(&params)?;
         let mut plans = Vec::new();
         for batch in &params {
             for row in 0..batch.num_rows() {
@@ -417,7 +427,16 @@ impl FlightSql {
         let session = Arc::new(self.session()?);
         let plan = self.plan_one(&session, &handle.sql).await?;
         let mut schema = flight_schema(&plan);
-        if is_command(&plan) {
+        if matches!(plan, LogicalPlan::Dml(_)) {
+            // One count for all bound rows, as an update reports it.
+            let params = handle.params()?;
+            let rows = self.update(session, plan, params).await?;
+            let count = UInt64Array::from(vec![u64::try_from(rows).unwrap_or(0)]);
+            let batch =
+                RecordBatch::try_new(count_schema(), vec![Arc::new(count)]).map_err(internal)?;
+            schema = batch.schema();
+            handle = handle.with_result(&schema, &[batch])?;
+        } else if is_command(&plan) {
             let params = handle.params()?;
             let mut stream = self.run(session, plan, params).await?;
             let mut batches = Vec::new();
@@ -452,14 +471,13 @@ impl FlightSql {
         let schema = flight_schema(&plan);
         let params = handle.params()?;
         let id = handle.query_id.unwrap_or_else(Uuid::new_v4);
-        let guard = self
-            .running
-            .start(id, who.user, handle.sql.clone())
-            .ok_or_else(|| Status::cancelled("the query was cancelled before it started"))?;
         let stream = self.run(session, plan, params).await?;
         let promised = Arc::clone(&schema);
         let stream = stream.map(move |batch| batch.and_then(|b| conform_batch(b, &promised)));
-        let tracked = running::Tracked::new(stream, guard);
+        let tracked = self
+            .running
+            .start(id, who.user, handle.sql.clone(), Box::pin(stream))
+            .ok_or_else(|| Status::cancelled("the query was cancelled before it started"))?;
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(tracked)
@@ -491,7 +509,7 @@ impl FlightSql {
         params: &[RecordBatch],
     ) -> Result<Option<i64>, Status> {
         use datafusion::common::tree_node::{Transformed, TreeNode};
-        let rows: usize = params.iter().map(RecordBatch::num_rows).sum();
+        let rows = bound_rows(params)?;
         let LogicalPlan::Dml(dml) = plan else {
             return Ok(None);
         };
@@ -611,8 +629,8 @@ async fn output_stream(
     }
 }
 
-/// The query id in a `FlightInfo` tarn issued.
-fn query_id(info: &FlightInfo) -> Result<Uuid, Status> {
+/// Cancels the query a `FlightInfo` from this server names.
+fn cancel(running: &Running, info: &FlightInfo) -> Result<CancelStatus, Status> {
     let not_ours = || Status::not_found("this FlightInfo does not name a query of this server");
     let ticket = info
         .endpoint
@@ -622,9 +640,41 @@ fn query_id(info: &FlightInfo) -> Result<Uuid, Status> {
     let any = Any::decode(ticket.ticket.as_ref()).map_err(|_| not_ours())?;
     let ticket: TicketStatementQuery =
         any.unpack().map_err(|_| not_ours())?.ok_or_else(not_ours)?;
-    Handle::decode(&ticket.statement_handle)?
-        .query_id
-        .ok_or_else(not_ours)
+    let handle = Handle::decode(&ticket.statement_handle)?;
+    if handle.result()?.is_some() {
+        // A command ran when its FlightInfo was made: there is nothing left to stop.
+        return Ok(CancelStatus::NotCancellable);
+    }
+    let id = handle.query_id.ok_or_else(not_ours)?;
+    match running.cancel(id) {
+        running::Cancelled::Running | running::Cancelled::NotStarted => Ok(CancelStatus::Cancelled),
+        running::Cancelled::TooMany => Err(Status::resource_exhausted(
+            "too many cancellations of queries not started yet; try again later",
+        )),
+    }
+}
+
+/// Bound rows a call may carry: each is an execution (or, for `INSERT … VALUES`, a row of
+/// one), planned in memory. Loads go through `CommandStatementIngest`.
+const MAX_BOUND_ROWS: usize = 100_000;
+
+fn bound_rows(params: &[RecordBatch]) -> Result<usize, Status> {
+    let rows: usize = params.iter().map(RecordBatch::num_rows).sum();
+    if rows > MAX_BOUND_ROWS {
+        return Err(Status::invalid_argument(format!(
+            "{rows} rows of parameters bound; at most {MAX_BOUND_ROWS} per call \
+             (bulk loads: adbc_ingest, CommandStatementIngest)"
+        )));
+    }
+    Ok(rows)
+}
+
+fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
 }
 
 fn ingest_options(cmd: &CommandStatementIngest) -> Result<(IfMissing, IfExists), Status> {
@@ -1050,7 +1100,16 @@ impl FlightSqlService for FlightSql {
                 return Err(Status::invalid_argument("the load sent no schema"));
             }
         };
-        let rest = batches.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
+        let expected = Arc::clone(&schema);
+        let rest = batches.map(move |batch| match batch {
+            Ok(b) if b.schema().fields() != expected.fields() => {
+                Err(datafusion::error::DataFusionError::External(Box::new(
+                    Status::invalid_argument("the load changed its schema part-way"),
+                )))
+            }
+            Ok(b) => Ok(b),
+            Err(e) => Err(datafusion::error::DataFusionError::External(Box::new(e))),
+        });
         let source = futures::stream::iter(first.map(Ok)).chain(rest);
         let source: SendableRecordBatchStream =
             Box::pin(RecordBatchStreamAdapter::new(schema, source));
@@ -1132,7 +1191,7 @@ impl FlightSqlService for FlightSql {
         );
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: Handle::new(query.query).encode(),
-            dataset_schema: ipc_schema(&result_schema(&plan))?,
+            dataset_schema: ipc_schema(&flight_schema(&plan))?,
             parameter_schema: ipc_schema(&parameters)?,
         })
     }
@@ -1181,10 +1240,10 @@ impl FlightSqlService for FlightSql {
     ) -> Result<ActionCancelQueryResult, Status> {
         let info = FlightInfo::decode(query.info.as_ref())
             .map_err(|e| Status::invalid_argument(format!("FlightInfo: {e}")))?;
-        self.running.cancel(query_id(&info)?);
+        let outcome = cancel(&self.running, &info)?;
         Ok(ActionCancelQueryResult {
             // CancelResult (not exported by arrow-flight) numbers its values as CancelStatus.
-            result: CancelStatus::Cancelled as i32,
+            result: outcome as i32,
         })
     }
 
@@ -1213,8 +1272,7 @@ impl FlightSqlService for FlightSql {
         let info = request
             .info
             .ok_or_else(|| Status::invalid_argument("CancelFlightInfoRequest has no info"))?;
-        self.running.cancel(query_id(&info)?);
-        let result = CancelFlightInfoResult::new(CancelStatus::Cancelled);
+        let result = CancelFlightInfoResult::new(cancel(&self.running, &info)?);
         let body = arrow_flight::Result::new(result.encode_to_vec());
         Ok(Response::new(Box::pin(futures::stream::once(async {
             Ok(body)

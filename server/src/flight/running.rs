@@ -2,7 +2,6 @@
 //! and operators read to see a query stop when its client goes away.
 
 use std::collections::HashMap;
-use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,11 +12,14 @@ use arrow::array::RecordBatch;
 use arrow_flight::error::FlightError;
 use datafusion::error::DataFusionError;
 use futures::Stream;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
-/// Cancellations of queries not started yet are remembered this long.
+/// Cancellations of queries not started yet are remembered this long, and at most this many.
 const EARLY_CANCEL_TTL: Duration = Duration::from_secs(600);
+const EARLY_CANCEL_MAX: usize = 10_000;
+
+/// A plan's batches.
+pub(crate) type Batches = Pin<Box<dyn Stream<Item = Result<RecordBatch, DataFusionError>> + Send>>;
 
 /// One running query, as [`Running::list`] reports it.
 #[derive(Debug, Clone)]
@@ -31,17 +33,24 @@ pub struct RunningQuery {
     pub rows_sent: u64,
 }
 
+/// The plan's stream, shared between the response (which reads it) and a cancellation
+/// (which drops it, stopping the plan even while nobody reads).
+type Source = Arc<Mutex<Option<Batches>>>;
+
 struct Entry {
+    id: Uuid,
     user: Option<String>,
     sql: String,
     started: Instant,
     rows: Arc<AtomicU64>,
-    cancel: CancellationToken,
+    source: Source,
 }
 
 #[derive(Default)]
 struct State {
-    running: HashMap<Uuid, Entry>,
+    /// By a serial number of each `DoGet`: a ticket fetched twice is two entries.
+    running: HashMap<u64, Entry>,
+    next: u64,
     /// Ids cancelled before their `DoGet`: when it comes, it fails at once.
     cancelled_early: HashMap<Uuid, Instant>,
 }
@@ -61,25 +70,27 @@ impl std::fmt::Debug for Running {
 /// The outcome of a cancellation request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cancelled {
-    /// It was running and has been told to stop.
+    /// It was running and has been stopped.
     Running,
     /// It has not started; it will fail when it does.
     NotStarted,
+    /// Too many cancellations of unstarted queries are pending to remember another.
+    TooMany,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a lock leaves plain data behind; carry on with it.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Running {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding this lock leaves plain data behind; carry on with it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Every query streaming now.
     pub(crate) fn list(&self) -> Vec<RunningQuery> {
-        self.lock()
+        lock(&self.state)
             .running
-            .iter()
-            .map(|(id, e)| RunningQuery {
-                id: *id,
+            .values()
+            .map(|e| RunningQuery {
+                id: e.id,
                 user: e.user.clone(),
                 sql: e.sql.clone(),
                 started: e.started,
@@ -88,112 +99,133 @@ impl Running {
             .collect()
     }
 
-    /// Registers a query about to stream; `None` if it was cancelled before it started.
-    pub(crate) fn start(&self, id: Uuid, user: Option<String>, sql: String) -> Option<Guard> {
-        let mut state = self.lock();
+    /// Registers `batches` as query `id` about to stream; `None` if it was cancelled before it
+    /// started.
+    pub(crate) fn start(
+        &self,
+        id: Uuid,
+        user: Option<String>,
+        sql: String,
+        batches: Batches,
+    ) -> Option<Tracked> {
+        let mut state = lock(&self.state);
         if state.cancelled_early.remove(&id).is_some() {
             return None;
         }
         let rows = Arc::new(AtomicU64::new(0));
-        let cancel = CancellationToken::new();
+        let source: Source = Arc::new(Mutex::new(Some(batches)));
+        let serial = state.next;
+        state.next += 1;
         state.running.insert(
-            id,
+            serial,
             Entry {
+                id,
                 user,
                 sql,
                 started: Instant::now(),
                 rows: Arc::clone(&rows),
-                cancel: cancel.clone(),
+                source: Arc::clone(&source),
             },
         );
-        Some(Guard {
-            running: self.clone(),
-            id,
+        Some(Tracked {
+            source,
             rows,
-            cancel,
+            registration: Some(Registration {
+                running: self.clone(),
+                serial,
+            }),
         })
     }
 
     pub(crate) fn cancel(&self, id: Uuid) -> Cancelled {
-        let mut state = self.lock();
-        if let Some(entry) = state.running.get(&id) {
-            entry.cancel.cancel();
+        let mut state = lock(&self.state);
+        // Stopped queries leave the registry now, not when their response is next polled.
+        let serials: Vec<u64> = state
+            .running
+            .iter()
+            .filter(|(_, e)| e.id == id)
+            .map(|(serial, _)| *serial)
+            .collect();
+        let sources: Vec<Source> = serials
+            .iter()
+            .filter_map(|serial| state.running.remove(serial))
+            .map(|e| e.source)
+            .collect();
+        if !sources.is_empty() {
+            drop(state);
+            for source in sources {
+                // Dropping the plan's stream stops it now, whether or not anyone is reading.
+                let stream = lock(&source).take();
+                drop(stream);
+            }
             return Cancelled::Running;
         }
         let now = Instant::now();
         state
             .cancelled_early
             .retain(|_, at| now.duration_since(*at) < EARLY_CANCEL_TTL);
+        if state.cancelled_early.len() >= EARLY_CANCEL_MAX {
+            return Cancelled::TooMany;
+        }
         state.cancelled_early.insert(id, now);
         Cancelled::NotStarted
     }
 }
 
-/// A registered query; dropping it (the stream ended, failed, or its client went away)
-/// removes it from the registry.
-pub(crate) struct Guard {
+/// Removes a query from the registry when its stream is dropped (ended, failed, or its client
+/// went away).
+struct Registration {
     running: Running,
-    id: Uuid,
-    rows: Arc<AtomicU64>,
-    cancel: CancellationToken,
+    serial: u64,
 }
 
-impl Drop for Guard {
+impl Drop for Registration {
     fn drop(&mut self) {
-        self.running.lock().running.remove(&self.id);
+        lock(&self.running.state).running.remove(&self.serial);
     }
 }
 
-/// A query's batches, counted, ending with a `Cancelled` error when the query is cancelled.
+/// A registered query's batches, counted; it ends with `CANCELLED` once cancelled.
 /// Dropping it drops the plan's stream, which stops the query.
-pub(crate) struct Tracked<S> {
-    inner: Pin<Box<S>>,
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
-    guard: Option<Guard>,
+pub(crate) struct Tracked {
+    source: Source,
+    rows: Arc<AtomicU64>,
+    registration: Option<Registration>,
 }
 
-impl<S> Tracked<S> {
-    pub(crate) fn new(inner: S, guard: Guard) -> Self {
-        Self {
-            inner: Box::pin(inner),
-            cancelled: Box::pin(guard.cancel.clone().cancelled_owned()),
-            guard: Some(guard),
-        }
-    }
-}
-
-impl<S> Stream for Tracked<S>
-where
-    S: Stream<Item = Result<RecordBatch, DataFusionError>>,
-{
+impl Stream for Tracked {
     type Item = Result<RecordBatch, FlightError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let Some(guard) = &self.guard else {
+        if self.registration.is_none() {
             return Poll::Ready(None);
-        };
-        let rows = Arc::clone(&guard.rows);
-        if self.cancelled.as_mut().poll(cx).is_ready() {
-            self.guard = None;
-            return Poll::Ready(Some(Err(FlightError::Tonic(Box::new(
-                tonic::Status::cancelled("the query was cancelled"),
-            )))));
         }
-        match self.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(batch))) => {
-                rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        let polled = {
+            let mut source = lock(&self.source);
+            source.as_mut().map(|stream| stream.as_mut().poll_next(cx))
+        };
+        match polled {
+            None => {
+                self.registration = None;
+                Poll::Ready(Some(Err(FlightError::Tonic(Box::new(
+                    tonic::Status::cancelled("the query was cancelled"),
+                )))))
+            }
+            Some(Poll::Ready(Some(Ok(batch)))) => {
+                self.rows
+                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 Poll::Ready(Some(Ok(batch)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                self.guard = None;
+            Some(Poll::Ready(Some(Err(e)))) => {
+                self.registration = None;
                 let status = super::status(tarn_sql::Error::DataFusion(e));
                 Poll::Ready(Some(Err(FlightError::Tonic(Box::new(status)))))
             }
-            Poll::Ready(None) => {
-                self.guard = None;
+            Some(Poll::Ready(None)) => {
+                self.registration = None;
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
+            Some(Poll::Pending) => Poll::Pending,
         }
     }
 }
