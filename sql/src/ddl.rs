@@ -567,15 +567,7 @@ impl Session {
         let WriteOp::Insert(InsertOp::Append) = dml.op else {
             return Err(Error::not_supported(format!("{} on Delta tables", dml.op)));
         };
-        let location = entry.location.clone();
-        let url = Url::parse(&location).map_err(|e| Error::Location {
-            location: location.clone(),
-            reason: e.to_string(),
-        })?;
-        let table = self.engine.ingester.open_delta_for_write(&url).await?;
-        if table.version().is_none() {
-            return Err(tarn_ingest::Error::NotADeltaTable { location }.into());
-        }
+        let (location, url, table) = self.open_delta_table(&entry).await?;
         let written = table
             .write(Vec::new())
             .with_input_plan(self.checked_input(&dml.input)?)
@@ -590,6 +582,26 @@ impl Session {
             .ingester
             .committed_delta(&url, generation(&entry), &written);
         Ok(CommandTag::with_rows("INSERT", added_rows(&written).await))
+    }
+}
+
+impl Session {
+    /// The Delta table behind catalog entry `entry`, opened to write: its location, as text
+    /// and as a URL, and its latest version. A location without a Delta log is an error.
+    pub(crate) async fn open_delta_table(
+        &self,
+        entry: &Table,
+    ) -> Result<(String, Url, DeltaTable)> {
+        let location = entry.location.clone();
+        let url = Url::parse(&location).map_err(|e| Error::Location {
+            location: location.clone(),
+            reason: e.to_string(),
+        })?;
+        let table = self.engine.ingester.open_delta_for_write(&url).await?;
+        if table.version().is_none() {
+            return Err(tarn_ingest::Error::NotADeltaTable { location }.into());
+        }
+        Ok((location, url, table))
     }
 }
 

@@ -19,7 +19,6 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use tarn_catalog::{Op, TableFormat, TableRef};
-use url::Url;
 
 use crate::engine::Session;
 use crate::error::{Error, Result};
@@ -127,15 +126,7 @@ impl Session {
                 "replacing the data of {table_ref}, which is not a Delta table"
             )));
         }
-        let location = entry.location.clone();
-        let url = Url::parse(&location).map_err(|e| Error::Location {
-            location: location.clone(),
-            reason: e.to_string(),
-        })?;
-        let delta = self.engine.ingester.open_delta_for_write(&url).await?;
-        if delta.version().is_none() {
-            return Err(tarn_ingest::Error::NotADeltaTable { location }.into());
-        }
+        let (location, url, delta) = self.open_delta_table(&entry).await?;
         let mut write = delta
             .write(Vec::new())
             .with_input_plan(self.checked_input(&input)?)

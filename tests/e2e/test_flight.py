@@ -177,25 +177,30 @@ def test_select_several_types(flight):
     assert query(flight, TYPES_SQL) == [expected]
 
 
+# Columns of every SQL type the stored-table tests use, and the Arrow schema they come back as.
+TYPED_COLUMNS = ("(id BIGINT NOT NULL, name VARCHAR, amount DECIMAL(12, 3), "
+                 "ts TIMESTAMP, d DATE, f REAL, ok BOOLEAN)")
+TYPED_SCHEMA = pa.schema([
+    pa.field("id", pa.int64(), nullable=False),
+    pa.field("name", pa.string_view()),
+    pa.field("amount", pa.decimal128(12, 3)),
+    pa.field("ts", pa.timestamp("us")),
+    pa.field("d", pa.date32()),
+    pa.field("f", pa.float32()),
+    pa.field("ok", pa.bool_()),
+])
+
+
 def test_stored_table_round_trips_through_flight(flight):
     """Values written with SQL into a Delta table come back with the table's types."""
-    update(flight, "CREATE TABLE typed (id BIGINT NOT NULL, name VARCHAR, amount DECIMAL(12, 3), "
-                   "ts TIMESTAMP, d DATE, f REAL, ok BOOLEAN)")
+    update(flight, f"CREATE TABLE typed {TYPED_COLUMNS}")
     assert update(flight, """INSERT INTO typed VALUES
         (1, 'ada', 1234.5, TIMESTAMP '2024-01-02 03:04:05.000006', DATE '2024-01-02', 0.5, true),
         (2, NULL, NULL, NULL, NULL, NULL, NULL),
         (3, 'ünï', -0.001, TIMESTAMP '1970-01-01 00:00:00', DATE '1999-12-31', -2.25, false)
     """) == 3
     table = arrow(flight, "SELECT * FROM typed ORDER BY id")
-    assert table.schema == pa.schema([
-        pa.field("id", pa.int64(), nullable=False),
-        pa.field("name", pa.string_view()),
-        pa.field("amount", pa.decimal128(12, 3)),
-        pa.field("ts", pa.timestamp("us")),
-        pa.field("d", pa.date32()),
-        pa.field("f", pa.float32()),
-        pa.field("ok", pa.bool_()),
-    ])
+    assert table.schema == TYPED_SCHEMA
     assert [tuple(r.values()) for r in table.to_pylist()] == [
         (1, "ada", Decimal("1234.500"), dt.datetime(2024, 1, 2, 3, 4, 5, 6),
          dt.date(2024, 1, 2), 0.5, True),
@@ -353,21 +358,8 @@ def test_executemany_insert_select_reports_rows(flight):
 
 # ---- metadata ------------------------------------------------------------------------------
 
-META_DDL = ("CREATE TABLE meta (id BIGINT NOT NULL, name VARCHAR, amount DECIMAL(12, 3), "
-            "ts TIMESTAMP, d DATE, f REAL, ok BOOLEAN)")
-META_SCHEMA = pa.schema([
-    pa.field("id", pa.int64(), nullable=False),
-    pa.field("name", pa.string_view()),
-    pa.field("amount", pa.decimal128(12, 3)),
-    pa.field("ts", pa.timestamp("us")),
-    pa.field("d", pa.date32()),
-    pa.field("f", pa.float32()),
-    pa.field("ok", pa.bool_()),
-])
-
-
 def test_get_objects_lists_tables_and_columns(flight):
-    update(flight, META_DDL)
+    update(flight, f"CREATE TABLE meta {TYPED_COLUMNS}")
     update(flight, "CREATE DATABASE lake")
     update(flight, "CREATE TABLE lake.other (x INT)")
     objects = flight.adbc_get_objects(depth="all").read_all().to_pylist()
@@ -378,7 +370,7 @@ def test_get_objects_lists_tables_and_columns(flight):
     assert list(public) == ["meta"]
     assert public["meta"]["table_type"] == "TABLE"
     columns = [(c["column_name"], c["ordinal_position"]) for c in public["meta"]["table_columns"]]
-    assert columns == [(f.name, i + 1) for i, f in enumerate(META_SCHEMA)]
+    assert columns == [(f.name, i + 1) for i, f in enumerate(TYPED_SCHEMA)]
     lake = [t["table_name"] for t in schemas["lake"]["db_schema_tables"]]
     assert lake == ["other"]
     system_types = {t["table_type"] for t in schemas["system"]["db_schema_tables"]}
@@ -397,11 +389,11 @@ def test_get_objects_lists_tables_and_columns(flight):
 
 
 def test_get_table_schema(flight):
-    update(flight, META_DDL)
-    assert flight.adbc_get_table_schema("meta", db_schema_filter="public") == META_SCHEMA
-    assert flight.adbc_get_table_schema("meta") == META_SCHEMA
+    update(flight, f"CREATE TABLE meta {TYPED_COLUMNS}")
+    assert flight.adbc_get_table_schema("meta", db_schema_filter="public") == TYPED_SCHEMA
+    assert flight.adbc_get_table_schema("meta") == TYPED_SCHEMA
     # the schema a query of the table streams is the same
-    assert arrow(flight, "SELECT * FROM meta").schema == META_SCHEMA
+    assert arrow(flight, "SELECT * FROM meta").schema == TYPED_SCHEMA
     e = adbc_error(lambda: flight.adbc_get_table_schema("nope", db_schema_filter="public"))
     assert e.status_code == Status.NOT_FOUND, e
 

@@ -281,14 +281,31 @@ fn flight_info(
     Ok(Response::new(info))
 }
 
-/// One batch as a `DoGet` stream.
-fn batch_stream(batch: RecordBatch) -> Response<DoGetStream> {
-    let schema = batch.schema();
+/// Batches in hand as a `DoGet` stream.
+fn batches_stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> Response<DoGetStream> {
     let stream = FlightDataEncoderBuilder::new()
         .with_schema(schema)
-        .build(futures::stream::once(async move { Ok(batch) }))
+        .build(futures::stream::iter(batches.into_iter().map(Ok)))
         .map_err(Status::from);
     Response::new(Box::pin(stream))
+}
+
+/// One batch as a `DoGet` stream.
+fn batch_stream(batch: RecordBatch) -> Response<DoGetStream> {
+    batches_stream(batch.schema(), vec![batch])
+}
+
+/// The `FlightInfo` of a metadata command: its ticket is the command itself.
+fn command_info(
+    command: &impl ProstMessageExt,
+    schema: &Schema,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    flight_info(
+        schema,
+        command.as_any().encode_to_vec(),
+        request.into_inner(),
+    )
 }
 
 fn transactions_unsupported(transaction_id: Option<&bytes::Bytes>) -> Result<(), Status> {
@@ -460,11 +477,7 @@ impl FlightSql {
         who: Caller,
     ) -> Result<Response<DoGetStream>, Status> {
         if let Some((schema, batches)) = handle.result()? {
-            let stream = FlightDataEncoderBuilder::new()
-                .with_schema(schema)
-                .build(futures::stream::iter(batches.into_iter().map(Ok)))
-                .map_err(Status::from);
-            return Ok(Response::new(Box::pin(stream)));
+            return Ok(batches_stream(schema, batches));
         }
         let session = Arc::new(self.session()?);
         let plan = self.plan_one(&session, &handle.sql).await?;
@@ -516,34 +529,27 @@ impl FlightSql {
         if rows < 2 {
             return Ok(None);
         }
-        let mut values_nodes = 0;
-        plan.apply(|node| {
-            if matches!(node, LogicalPlan::Values(_)) {
-                values_nodes += 1;
-            }
-            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-        })
-        .map_err(|e| status(e.into()))?;
-        if values_nodes != 1 || !matches!(dml.op, datafusion::logical_expr::WriteOp::Insert(_)) {
+        if !matches!(dml.op, datafusion::logical_expr::WriteOp::Insert(_)) {
             return Ok(None);
         }
-        let types = parameter_types(plan).map_err(status)?;
-        // Bind each row into the VALUES list alone, then put all the rows in one list.
-        let mut all_rows = Vec::with_capacity(rows);
-        let mut template = None;
+        let mut lists = Vec::new();
         plan.apply(|node| {
             if let LogicalPlan::Values(v) = node {
-                template = Some(v.clone());
+                lists.push(v.clone());
             }
             Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
         })
         .map_err(|e| status(e.into()))?;
-        let Some(template) = template else {
+        // One VALUES list of one row: the row the parameters fill.
+        let [template] = lists.as_slice() else {
             return Ok(None);
         };
         if template.values.len() != 1 {
             return Ok(None);
         }
+        let types = parameter_types(plan).map_err(status)?;
+        // Bind each row into the VALUES list alone, then put all the rows in one list.
+        let mut all_rows = Vec::with_capacity(rows);
         for batch in params {
             for row in 0..batch.num_rows() {
                 let values = bind_row(&types, batch, row).map_err(status)?;
@@ -611,16 +617,14 @@ async fn output_stream(
     match output {
         QueryOutput::Rows(df) => df.execute_stream().await.map_err(|e| status(e.into())),
         QueryOutput::Command(tag) => {
+            // Only a count becomes a row; other commands answer with no rows.
             let batches = if is_count_schema(&schema) {
                 let count = UInt64Array::from(vec![tag.rows.unwrap_or(0)]);
                 vec![
                     RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(count)])
                         .map_err(internal)?,
                 ]
-            } else if schema.fields().is_empty() {
-                Vec::new()
             } else {
-                // A command whose plan promised rows (a crawler run reports its own).
                 Vec::new()
             };
             let stream = futures::stream::iter(batches.into_iter().map(Ok));
@@ -803,12 +807,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&query, &query.clone().into_builder().schema(), request)
     }
 
     async fn get_flight_info_tables(
@@ -816,12 +815,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&query, &query.clone().into_builder().schema(), request)
     }
 
     async fn get_flight_info_table_types(
@@ -829,12 +823,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&query, &query.into_builder().schema(), request)
     }
 
     async fn get_flight_info_sql_info(
@@ -842,11 +831,10 @@ impl FlightSqlService for FlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&metadata::SQL_INFO).schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
+        command_info(
+            &query,
+            &query.clone().into_builder(&metadata::SQL_INFO).schema(),
+            request,
         )
     }
 
@@ -855,12 +843,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = metadata::primary_keys_schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&query, &metadata::primary_keys_schema(), request)
     }
 
     async fn get_flight_info_exported_keys(
@@ -868,12 +851,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = metadata::foreign_keys_schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
     async fn get_flight_info_imported_keys(
@@ -881,12 +859,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = metadata::foreign_keys_schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
     async fn get_flight_info_cross_reference(
@@ -894,12 +867,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = metadata::foreign_keys_schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
     async fn get_flight_info_xdbc_type_info(
@@ -907,11 +875,10 @@ impl FlightSqlService for FlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder(&metadata::XDBC_TYPES).schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
+        command_info(
+            &query,
+            &query.into_builder(&metadata::XDBC_TYPES).schema(),
+            request,
         )
     }
 
