@@ -60,14 +60,48 @@ impl Default for TarnConfig {
 pub struct PgConfig {
     /// `HOST:PORT`; port 0 picks a free port.
     pub addr: String,
+    /// How `[auth.users]` log in: `scram-sha-256` (the default), or `md5` or `password`
+    /// (cleartext) for old clients; `trust` lets anyone in. With no users it is `trust`.
+    pub auth_method: PgAuthMethod,
+    /// Connections at once; one more is refused with SQLSTATE 53300.
+    pub max_connections: usize,
+    /// `[pg.tls]`: offer TLS with this certificate chain and key (PEM files).
+    pub tls: Option<PgTlsConfig>,
 }
 
 impl Default for PgConfig {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:5433".to_owned(),
+            auth_method: PgAuthMethod::ScramSha256,
+            max_connections: 100,
+            tls: None,
         }
     }
+}
+
+/// `pg.auth_method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PgAuthMethod {
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "md5")]
+    Md5,
+    #[serde(rename = "password")]
+    Password,
+    #[serde(rename = "trust")]
+    Trust,
+}
+
+/// `[pg.tls]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgTlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Refuse connections that do not use TLS.
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// `[http]`: health, the JSON query endpoint.
@@ -208,6 +242,33 @@ impl TarnConfig {
             return Err(Error::Config(
                 "flight.max_message_bytes: must be at least 1048576 (1 MiB)".to_owned(),
             ));
+        }
+        if self.pg.max_connections == 0 {
+            return Err(Error::Config(
+                "pg.max_connections: must be at least 1".to_owned(),
+            ));
+        }
+        if let Some(tls) = &self.pg.tls {
+            for (key, path) in [("pg.tls.cert", &tls.cert), ("pg.tls.key", &tls.key)] {
+                std::fs::File::open(path)
+                    .map_err(|e| Error::Config(format!("{key}: {}: {e}", path.display())))?;
+            }
+        }
+        // Without users nothing asks for a password: only this machine may connect.
+        let open = self.auth.users.is_empty() || self.pg.auth_method == PgAuthMethod::Trust;
+        for (key, addr) in [
+            ("pg.addr", &self.pg.addr),
+            ("flight.addr", &self.flight.addr),
+        ] {
+            let ip = parse_addr(key, addr)?.ip();
+            let open = open && (key == "pg.addr" || self.auth.users.is_empty());
+            if open && !ip.is_loopback() {
+                return Err(Error::Config(format!(
+                    "{key}: {addr} is reachable from other machines, and no password is asked \
+                     for: add users under [auth.users] (and keep pg.auth_method other than \
+                     trust), or listen on 127.0.0.1"
+                )));
+            }
         }
         if let Some(tls) = &self.flight.tls {
             for (key, path) in [("flight.tls.cert", &tls.cert), ("flight.tls.key", &tls.key)] {

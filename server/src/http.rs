@@ -195,10 +195,7 @@ async fn query(
                     data_type: f.data_type().to_string(),
                 })
                 .collect();
-            let mut stream = df
-                .execute_stream()
-                .await
-                .map_err(|e| QueryError(tarn_sql::Error::DataFusion(e)))?;
+            let mut stream = session.executor().stream(df);
             let mut batches: Vec<RecordBatch> = Vec::new();
             let mut rows = 0;
             let mut truncated = false;

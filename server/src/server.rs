@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgwire::api::ConnectionManager;
 use tarn_catalog::{Catalog, ObjectStores};
 use tarn_ingest::Ingester;
 use tarn_sql::{QueryEngine, QueryEngineArgs};
@@ -17,7 +16,6 @@ use tokio_util::task::TaskTracker;
 use crate::config::{TarnConfig, parse_addr};
 use crate::error::{Error, Result};
 use crate::http::{HttpState, router};
-use crate::pg::ConnectionHandlers;
 
 /// The addresses every listener is bound to (port 0 resolved).
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -56,6 +54,13 @@ impl Server {
     pub async fn start(config: TarnConfig) -> Result<Self> {
         // TLS files are read first: a bad certificate stops start-up before anything is written.
         let flight_server = crate::flight::server(&config.flight).map_err(Error::Config)?;
+        let pg_tls = crate::pg::tls(&config.pg).map_err(Error::Config)?;
+        let pg_auth = crate::pg::PgAuth::new(
+            &config.pg,
+            &config.auth.users,
+            pg_tls.as_ref().map(|t| t.cert_pem.clone()),
+        )
+        .map_err(Error::Config)?;
         let warehouse = tarn_catalog::parse_location(&config.warehouse)?;
         let stores = Arc::new(ObjectStores::new(config.stores.clone())?);
         let catalog = Arc::new(Catalog::open(warehouse, config.catalog.clone(), &stores).await?);
@@ -115,7 +120,17 @@ impl Server {
 
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(serve_pg(pg, engine.clone(), cancel.clone(), tasks.clone()));
+        tasks.spawn(serve_pg(
+            pg,
+            PgServing {
+                engine: engine.clone(),
+                shared: Arc::new(crate::pg::PgShared::new(pg_auth)),
+                tls: pg_tls.map(|t| t.acceptor),
+                slots: Arc::new(tokio::sync::Semaphore::new(config.pg.max_connections)),
+            },
+            cancel.clone(),
+            tasks.clone(),
+        ));
         tasks.spawn(crate::scheduler::run(engine.clone(), cancel.clone()));
         tasks.spawn(crate::flight::serve(
             flight,
@@ -225,13 +240,21 @@ fn streams_dir(config: &TarnConfig) -> Result<std::path::PathBuf> {
     Ok(std::path::PathBuf::from("./tarn-streams"))
 }
 
+/// What the Postgres listener hands each connection.
+struct PgServing {
+    engine: QueryEngine,
+    shared: Arc<crate::pg::PgShared>,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+    /// One permit per connection, `pg.max_connections` in all.
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
 async fn serve_pg(
     listener: TcpListener,
-    engine: QueryEngine,
+    serving: PgServing,
     cancel: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let connections = Arc::new(ConnectionManager::new());
     loop {
         let accepted = tokio::select! {
             () = cancel.cancelled() => return,
@@ -245,19 +268,26 @@ async fn serve_pg(
                 continue;
             }
         };
-        let session = match engine.session() {
+        let session = match serving.engine.session() {
             Ok(session) => session,
             Err(e) => {
                 tracing::error!(error = %e, %peer, "cannot create a session");
                 continue;
             }
         };
-        let handlers = Arc::new(ConnectionHandlers::new(session, Arc::clone(&connections)));
+        // A connection over the limit is still answered, with Postgres' error, at login.
+        let permit = Arc::clone(&serving.slots).try_acquire_owned().ok();
+        let handlers = Arc::new(crate::pg::ConnectionHandlers::new(
+            session,
+            &serving.shared,
+            permit,
+        ));
+        let tls = serving.tls.clone();
         let cancel = cancel.clone();
         tasks.spawn(async move {
             tokio::select! {
                 () = cancel.cancelled() => {}
-                result = pgwire::tokio::process_socket(socket, None, handlers) => {
+                result = pgwire::tokio::process_socket(socket, tls, handlers) => {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, %peer, "Postgres connection ended with an error");
                     }

@@ -60,6 +60,8 @@ pub(crate) struct EngineInner {
     pub(crate) deliveries: Option<Arc<tarn_ingest::delivery::Deliveries>>,
     base: SessionState,
     pg_parser: PostgresCompatibilityParser,
+    /// Where queries run: a pool of their own, beside the server's runtime.
+    executor: crate::Executor,
 }
 
 impl QueryEngine {
@@ -117,6 +119,16 @@ impl QueryEngine {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Twice the partitions a query uses: one query whose operators hold their threads
+        // for long stretches leaves room for the next.
+        let threads = 2 * match config.target_partitions {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let executor = crate::Executor::new(threads).map_err(|e| Error::Config {
+            key: "engine.target_partitions",
+            reason: format!("cannot start the query threads: {e}"),
+        })?;
         let base = base_state(
             &config,
             &runtime,
@@ -133,12 +145,18 @@ impl QueryEngine {
                 deliveries,
                 base,
                 pg_parser: PostgresCompatibilityParser::new(),
+                executor,
             }),
         })
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.inner.catalog
+    }
+
+    /// The query thread pool.
+    pub fn executor(&self) -> &crate::Executor {
+        &self.inner.executor
     }
 
     /// The catalog as of at most `engine.metadata_ttl_secs` ago: what other processes
@@ -218,7 +236,36 @@ fn base_state(
     );
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
         .map_err(|e| Error::DataFusion(*e))?;
+    ctx.register_udf(version_udf());
     Ok(ctx.state())
+}
+
+/// The Postgres release tarn answers as: drivers and BI tools read it (`server_version`,
+/// `version()`) to decide which catalog queries to send.
+pub const PG_SERVER_VERSION: &str = "16.6";
+
+/// `version()` as Postgres words it, which tools parse (`PostgreSQL 16.6 …`).
+fn version_udf() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    let text = format!(
+        "PostgreSQL {PG_SERVER_VERSION} (tarn {}, Apache DataFusion {}) on {}-{}",
+        env!("CARGO_PKG_VERSION"),
+        datafusion::DATAFUSION_VERSION,
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+    );
+    create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        std::sync::Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::Utf8(Some(text.clone())),
+            ))
+        }),
+    )
 }
 
 /// A statement of tarn's own (crawlers, deliveries); `None` for any other.
@@ -337,6 +384,12 @@ impl Session {
         &self.ctx
     }
 
+    /// The query thread pool: run planning and writes with [`crate::Executor::run`], and read
+    /// rows with [`crate::Executor::stream`].
+    pub fn executor(&self) -> &crate::Executor {
+        &self.engine.executor
+    }
+
     /// `SHOW datafusion.x.y` as Postgres answers `SHOW`: one column named after the setting.
     async fn plan_show(&self, name: &str) -> Result<LogicalPlan> {
         let known = self
@@ -374,6 +427,25 @@ impl Session {
             datafusion::execution::FunctionRegistry::register_udf(&mut *state, udf)?;
         }
         Ok(())
+    }
+
+    /// The user this session logged in as: what `current_user` and `session_user` answer.
+    pub fn set_user(&self, user: &str) {
+        use datafusion::arrow::datatypes::DataType;
+        use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+        let user = user.to_owned();
+        let udf = create_udf(
+            "session_user",
+            vec![],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(move |_args: &[ColumnarValue]| {
+                Ok(ColumnarValue::Scalar(
+                    datafusion::common::ScalarValue::Utf8(Some(user.clone())),
+                ))
+            }),
+        );
+        self.ctx.register_udf(udf);
     }
 
     /// Makes unqualified table names resolve in `database` (Postgres' `search_path`).

@@ -13,6 +13,7 @@ mod ddl;
 mod delivery;
 mod engine;
 mod error;
+mod executor;
 mod ingest;
 pub mod params;
 mod provider;
@@ -25,9 +26,10 @@ pub use config::EngineConfig;
 pub use crawl::{CrawlerStatement, crawler_options};
 pub use delivery::DeliveryStatement;
 pub use engine::{
-    CATALOG_NAME, CommandTag, DEFAULT_DATABASE, QueryEngine, QueryEngineArgs, QueryOutput, Session,
-    Statement,
+    CATALOG_NAME, CommandTag, DEFAULT_DATABASE, PG_SERVER_VERSION, QueryEngine, QueryEngineArgs,
+    QueryOutput, Session, Statement,
 };
 pub use error::{Error, Result, datafusion_sqlstate};
+pub use executor::Executor;
 pub use ingest::{IfExists, IfMissing};
 pub use stores::SYSTEM_SCHEMA;

@@ -168,13 +168,13 @@ def _args(warehouse, address_file, demo, config, extra_args):
     args = [
         TARN_BIN, "serve",
         "--warehouse", warehouse_location(warehouse),
-        "--pg-addr", "127.0.0.1:0",
         "--http-addr", "127.0.0.1:0",
         "--address-file", str(address_file),
     ]
     extra_args = list(extra_args or [])
-    if "--flight-addr" not in extra_args:
-        args += ["--flight-addr", "127.0.0.1:0"]
+    for flag in ("--pg-addr", "--flight-addr"):
+        if flag not in extra_args:
+            args += [flag, "127.0.0.1:0"]
     if demo:
         args.append("--demo")
     if config is not None:
@@ -312,3 +312,37 @@ def tarn_demo(tmp_path_factory):
     finally:
         if not t.stopped:
             t.stop()
+
+
+# ---- known gaps ------------------------------------------------------------------------
+# tests/e2e/known_gaps.txt names tests of behaviour tarn does not have yet (BI tools' catalog
+# queries, mostly). They run, and must fail: each is a strict xfail, so a gap that closes
+# fails the run until its line is removed. A line naming a test that no longer exists is an
+# error too.
+KNOWN_GAPS = Path(__file__).with_name("known_gaps.txt")
+
+
+def _known_gaps() -> dict[str, str]:
+    gaps, reason = {}, ""
+    for line in KNOWN_GAPS.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("## "):
+            reason = line[3:]
+        elif line and not line.startswith("#"):
+            gaps[line] = reason
+    return gaps
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    gaps = _known_gaps()
+    seen, files = set(), set()
+    for item in items:
+        key = f"{item.path.name}::{item.nodeid.split('::', 1)[1]}"
+        files.add(item.path.name)
+        if key in gaps:
+            seen.add(key)
+            item.add_marker(pytest.mark.xfail(strict=True, reason=f"known gap: {gaps[key]}"))
+    stale = [k for k in gaps if k.split("::", 1)[0] in files and k not in seen]
+    if stale and not config.getoption("keyword") and not config.getoption("markexpr"):
+        raise pytest.UsageError(f"{KNOWN_GAPS.name} names tests that do not exist: {stale}")

@@ -394,7 +394,7 @@ impl FlightSql {
                 )));
             }
             let output = session.execute(plan).await.map_err(status)?;
-            return output_stream(output, schema).await;
+            return output_stream(session.executor(), output, schema).await;
         }
         bound_rows(&params)?;
         let mut plans = Vec::new();
@@ -412,7 +412,7 @@ impl FlightSql {
             && let Some(plan) = plans.pop()
         {
             let output = session.execute(plan).await.map_err(status)?;
-            return output_stream(output, schema).await;
+            return output_stream(session.executor(), output, schema).await;
         }
         // One result per bound row, one after the other.
         let stream_schema = Arc::clone(&schema);
@@ -425,7 +425,7 @@ impl FlightSql {
                         .execute(plan)
                         .await
                         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-                    output_stream(output, schema)
+                    output_stream(session.executor(), output, schema)
                         .await
                         .map_err(|s| datafusion::error::DataFusionError::External(Box::new(s)))
                 }
@@ -576,16 +576,16 @@ impl FlightSql {
             .map_err(|e| status(e.into()))?
             .data;
         let output = session.execute(plan).await.map_err(status)?;
-        output_count(output).await.map(Some)
+        output_count(session.executor(), output).await.map(Some)
     }
 }
 
 /// The rows a statement changed (a command's count) or returned.
-async fn output_count(output: QueryOutput) -> Result<i64, Status> {
+async fn output_count(executor: &tarn_sql::Executor, output: QueryOutput) -> Result<i64, Status> {
     match output {
         QueryOutput::Command(tag) => Ok(i64::try_from(tag.rows.unwrap_or(0)).unwrap_or(i64::MAX)),
         rows @ QueryOutput::Rows(_) => {
-            let mut stream = output_stream(rows, Arc::new(Schema::empty())).await?;
+            let mut stream = output_stream(executor, rows, Arc::new(Schema::empty())).await?;
             count_rows(&mut stream).await
         }
     }
@@ -611,11 +611,13 @@ async fn count_rows(stream: &mut SendableRecordBatchStream) -> Result<i64, Statu
 /// A statement's output as a stream: its rows, or for a command its count (an `INSERT`) or
 /// nothing.
 async fn output_stream(
+    executor: &tarn_sql::Executor,
     output: QueryOutput,
     schema: SchemaRef,
 ) -> Result<SendableRecordBatchStream, Status> {
     match output {
-        QueryOutput::Rows(df) => df.execute_stream().await.map_err(|e| status(e.into())),
+        // Computed on the query pool, so a long query does not hold up the gRPC server.
+        QueryOutput::Rows(df) => Ok(executor.stream(df)),
         QueryOutput::Command(tag) => {
             // Only a count becomes a row; other commands answer with no rows.
             let batches = if is_count_schema(&schema) {
@@ -1016,7 +1018,7 @@ impl FlightSqlService for FlightSql {
         let outputs = session.sql(&cmd.query).await.map_err(status)?;
         let mut rows = 0i64;
         for output in outputs {
-            rows = rows.saturating_add(output_count(output).await?);
+            rows = rows.saturating_add(output_count(session.executor(), output).await?);
         }
         Ok(rows)
     }

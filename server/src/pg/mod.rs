@@ -1,0 +1,609 @@
+//! The Postgres wire: pgwire's protocol machinery, datafusion-postgres's type encoding and
+//! `SET`/`SHOW`/transaction hooks, and tarn's sessions. One [`Session`] per connection.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::DataFrame;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion_postgres::QueryHook;
+use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
+use datafusion_postgres::arrow_pg::datatypes::{
+    arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
+};
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::DataRow;
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::types::format::FormatOptions;
+use tarn_sql::Statement;
+use tarn_sql::params::{parameter_types, resolve_parameter_types};
+use tarn_sql::{CommandTag, QueryOutput, Session};
+
+mod auth;
+mod control;
+mod names;
+mod settings;
+
+pub(crate) use auth::{PgAuth, tls};
+use control::{Control, Running, Statements, TarnCancelHandler};
+
+/// A prepared statement: the parsed statement, its plan, and the Postgres names of its
+/// result columns where they differ from the plan's.
+#[derive(Debug, Clone)]
+pub(crate) struct PgStatement {
+    statement: Statement,
+    plan: LogicalPlan,
+    names: Option<Vec<Option<String>>>,
+}
+
+/// What every connection shares: who may log in, and the statements that can be cancelled.
+#[derive(Debug)]
+pub(crate) struct PgShared {
+    auth: Arc<PgAuth>,
+    statements: Arc<Statements>,
+}
+
+impl PgShared {
+    pub(crate) fn new(auth: PgAuth) -> Self {
+        Self {
+            auth: Arc::new(auth),
+            statements: Arc::default(),
+        }
+    }
+}
+
+/// Maps a tarn error to an `ERROR` the client can show; the connection stays up.
+pub(crate) fn pg_error(e: tarn_sql::Error) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        e.sqlstate().to_owned(),
+        e.to_string(),
+    )))
+}
+
+fn tag(tag: CommandTag) -> Tag {
+    let t = Tag::new(tag.command);
+    match (tag.command, tag.rows) {
+        ("INSERT", Some(rows)) => t.with_oid(0).with_rows(rows as usize),
+        (_, Some(rows)) => t.with_rows(rows as usize),
+        _ => t,
+    }
+}
+
+/// The handlers of one connection.
+pub(crate) struct ConnectionHandlers {
+    query: Arc<TarnQueryHandler>,
+    startup: Arc<auth::TarnStartupHandler>,
+    cancel: Arc<TarnCancelHandler>,
+}
+
+impl ConnectionHandlers {
+    /// `permit`: a place under `pg.max_connections`; `None` refuses the login.
+    pub(crate) fn new(
+        session: Session,
+        shared: &PgShared,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Self {
+        let session = Arc::new(session);
+        let running = Arc::new(Running::default());
+        Self {
+            query: Arc::new(TarnQueryHandler {
+                parser: Arc::new(TarnQueryParser {
+                    session: Arc::clone(&session),
+                    hooks: vec![Arc::new(TransactionStatementHook)],
+                }),
+                session: Arc::clone(&session),
+                running: Arc::clone(&running),
+            }),
+            startup: Arc::new(auth::TarnStartupHandler::new(
+                Arc::clone(&shared.auth),
+                permit,
+                session,
+                running,
+                Arc::clone(&shared.statements),
+            )),
+            cancel: Arc::new(TarnCancelHandler {
+                statements: Arc::clone(&shared.statements),
+            }),
+        }
+    }
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.query)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.query)
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        Arc::clone(&self.startup)
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(SqlStateErrorHandler)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.cancel)
+    }
+}
+
+/// Errors raised inside DataFusion while rows stream out arrive here as API errors; give
+/// them their SQLSTATE like every other error.
+struct SqlStateErrorHandler;
+
+impl ErrorHandler for SqlStateErrorHandler {
+    fn on_error<C: ClientInfo>(&self, _client: &C, error: &mut PgWireError) {
+        if let PgWireError::ApiError(inner) = error {
+            let (code, message) = match inner.downcast_ref::<datafusion::error::DataFusionError>() {
+                Some(e) => (tarn_sql::datafusion_sqlstate(e), e.to_string()),
+                None => ("XX000", inner.to_string()),
+            };
+            *error = PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_owned(),
+                code.to_owned(),
+                message,
+            )));
+        }
+        if let PgWireError::UserError(info) = error {
+            tracing::debug!(code = %info.code, message = %info.message, "query failed");
+        }
+    }
+}
+
+pub(crate) struct TarnQueryHandler {
+    session: Arc<Session>,
+    /// Also holds the hooks, shared by both protocols.
+    parser: Arc<TarnQueryParser>,
+    running: Arc<Running>,
+}
+
+/// Sends the `ParameterStatus` messages of settings that changed.
+async fn report<C>(client: &mut C, statuses: Vec<(String, String)>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for (name, value) in statuses {
+        client
+            .send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                name, value,
+            )))
+            .await?;
+    }
+    Ok(())
+}
+
+impl TarnQueryHandler {
+    /// Starts a statement: cancellable from now, under the connection's statement_timeout.
+    fn start<C: ClientInfo>(&self, client: &C) -> Control {
+        self.running
+            .start(settings::statement_timeout(client.metadata()))
+    }
+
+    /// `SET`, `SHOW`, `RESET`, `DISCARD`.
+    async fn settings<C>(
+        &self,
+        client: &mut C,
+        statement: &SqlStatement,
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match settings::execute(&self.session, client.metadata_mut(), statement)? {
+            settings::Outcome::Done(command, statuses) => {
+                report(client, statuses).await?;
+                Ok(Response::Execution(Tag::new(command)))
+            }
+            settings::Outcome::Rows(batch) => {
+                let df = self
+                    .session
+                    .context()
+                    .read_batch(batch)
+                    .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+                let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                let control = self.start(client);
+                encode_rows(self.session.executor(), df, format, options, None, &control)
+                    .await
+                    .map(Response::Query)
+            }
+        }
+    }
+
+    async fn respond(
+        &self,
+        output: QueryOutput,
+        format: &Format,
+        options: Arc<FormatOptions>,
+        names: Option<&[Option<String>]>,
+        control: &Control,
+    ) -> PgWireResult<Response> {
+        match output {
+            QueryOutput::Command(t) => Ok(Response::Execution(tag(t))),
+            QueryOutput::Rows(df) => {
+                encode_rows(self.session.executor(), df, format, options, names, control)
+                    .await
+                    .map(Response::Query)
+            }
+        }
+    }
+}
+
+/// Runs a statement's work on the query pool: a long computation there leaves this
+/// connection free to notice a cancel or a timeout, and the server free to serve others.
+async fn on_executor<T: Send + 'static>(
+    session: &Session,
+    work: impl std::future::Future<Output = PgWireResult<T>> + Send + 'static,
+) -> PgWireResult<T> {
+    session
+        .executor()
+        .run(work)
+        .await
+        .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?
+}
+
+/// `df`'s rows in the client's formats, under Postgres' column names, stopped by `control`.
+async fn encode_rows(
+    executor: &tarn_sql::Executor,
+    df: DataFrame,
+    format: &Format,
+    options: Arc<FormatOptions>,
+    names: Option<&[Option<String>]>,
+    control: &Control,
+) -> PgWireResult<QueryResponse> {
+    let fields = arrow_schema_to_pg_fields(df.schema().as_arrow(), format, Some(options))?;
+    let fields = Arc::new(rename(fields, names));
+    let batches = executor.stream(df);
+    let row_fields = Arc::clone(&fields);
+    let rows = batches
+        .map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
+                Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
+                Err(e) => Box::new(std::iter::once(Err(PgWireError::ApiError(Box::new(e))))),
+            };
+            futures::stream::iter(rows)
+        })
+        .flatten();
+    let mut response = QueryResponse::new(fields, rows);
+    response.data_rows = control.guard(response.data_rows);
+    Ok(response)
+}
+
+/// `fields` under the Postgres names in `names`, where there is one.
+fn rename(fields: Vec<FieldInfo>, names: Option<&[Option<String>]>) -> Vec<FieldInfo> {
+    let Some(names) = names.filter(|n| n.len() == fields.len()) else {
+        return fields;
+    };
+    fields
+        .into_iter()
+        .zip(names)
+        .map(|(field, name)| match name {
+            Some(name) if name != field.name() => FieldInfo::new(
+                name.clone(),
+                field.table_id(),
+                field.column_id(),
+                field.datatype().clone(),
+                field.format(),
+            )
+            .with_format_options(Arc::clone(field.format_options()))
+            .with_type_size(field.type_size())
+            .with_type_modifier(field.type_modifier()),
+            _ => field,
+        })
+        .collect()
+}
+
+/// The Postgres column names of `statement`'s result, if it has rows.
+fn pg_names(statement: &Statement, plan: &LogicalPlan) -> Option<Vec<Option<String>>> {
+    names::column_names(statement.as_sql()?, plan.schema().fields().len())
+}
+
+#[async_trait]
+impl SimpleQueryHandler for TarnQueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = self.session.parse(query).map_err(pg_error)?;
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let count = statements.len();
+        let mut responses = Vec::with_capacity(count);
+        'statements: for (i, statement) in statements.into_iter().enumerate() {
+            if let Some(response) = deallocate(client.portal_store(), &statement) {
+                responses.push(response);
+                continue 'statements;
+            }
+            if let Some(s) = statement.as_sql() {
+                if settings::handles(s) {
+                    match self.settings(client, s, &Format::UnifiedText).await {
+                        Ok(r) => responses.push(r),
+                        Err(e) => {
+                            responses.push(error_response(e));
+                            break 'statements;
+                        }
+                    }
+                    continue 'statements;
+                }
+                for hook in &self.parser.hooks {
+                    if let Some(result) = hook
+                        .handle_simple_query(s, self.session.context(), client)
+                        .await
+                    {
+                        match result {
+                            Ok(r) => responses.push(r),
+                            Err(e) => {
+                                responses.push(error_response(e));
+                                break 'statements;
+                            }
+                        }
+                        continue 'statements;
+                    }
+                }
+            }
+            let control = self.start(client);
+            let session = Arc::clone(&self.session);
+            let work = async move {
+                let plan = session.plan(&statement).await.map_err(pg_error)?;
+                let names = pg_names(&statement, &plan);
+                let output = match session.execute(plan).await.map_err(pg_error)? {
+                    // Earlier statements' rows are read before later statements run.
+                    QueryOutput::Rows(df) if i + 1 < count => {
+                        QueryOutput::Rows(session.materialize(df).await.map_err(pg_error)?)
+                    }
+                    output => output,
+                };
+                Ok((output, names))
+            };
+            let result = control.run(on_executor(&self.session, work)).await;
+            match result {
+                Ok((output, names)) => {
+                    let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                    let response = self
+                        .respond(
+                            output,
+                            &Format::UnifiedText,
+                            options,
+                            names.as_deref(),
+                            &control,
+                        )
+                        .await;
+                    match response {
+                        Ok(r) => responses.push(r),
+                        Err(e) => {
+                            responses.push(error_response(e));
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Postgres stops at the first failing statement of a simple query.
+                    responses.push(error_response(e));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+/// `DEALLOCATE` of protocol-level prepared statements, which live in pgwire's store rather
+/// than in DataFusion's (that one holds what SQL `PREPARE` makes, and DataFusion deallocates
+/// those itself). Drivers send it: psycopg `DEALLOCATE ALL` after DDL, and `DEALLOCATE name`
+/// past its cache size. `None`: not such a statement.
+fn deallocate<P: PortalStore>(store: &P, statement: &Statement) -> Option<Response> {
+    let Some(SqlStatement::Deallocate { name, .. }) = statement.as_sql() else {
+        return None;
+    };
+    if name.value.eq_ignore_ascii_case("all") && name.quote_style.is_none() {
+        // pgwire's store cannot list its statements; they are freed when the connection
+        // closes.
+        return Some(Response::Execution(Tag::new("DEALLOCATE ALL")));
+    }
+    store.get_statement(&name.value)?;
+    store.rm_statement(&name.value);
+    Some(Response::Execution(Tag::new("DEALLOCATE")))
+}
+
+fn error_response(e: PgWireError) -> Response {
+    match e {
+        PgWireError::UserError(info) => Response::Error(info),
+        other => Response::Error(Box::new(ErrorInfo::new(
+            "ERROR".to_owned(),
+            "XX000".to_owned(),
+            other.to_string(),
+        ))),
+    }
+}
+
+pub(crate) struct TarnQueryParser {
+    session: Arc<Session>,
+    hooks: Vec<Arc<dyn QueryHook>>,
+}
+
+/// A plan with no input and `schema`'s columns: what a settings or transaction statement
+/// describes itself as.
+fn empty_plan(schema: datafusion::arrow::datatypes::SchemaRef) -> PgWireResult<LogicalPlan> {
+    let schema = datafusion::common::DFSchema::try_from(schema)
+        .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+    Ok(LogicalPlan::EmptyRelation(
+        datafusion::logical_expr::EmptyRelation {
+            produce_one_row: false,
+            schema: Arc::new(schema),
+        },
+    ))
+}
+
+#[async_trait]
+impl QueryParser for TarnQueryParser {
+    type Statement = PgStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<PgStatement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = self.session.parse(sql).map_err(pg_error)?;
+        if statements.is_empty() {
+            return Ok(None);
+        }
+        if statements.len() > 1 {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_owned(),
+                "42601".to_owned(),
+                "cannot insert multiple commands into a prepared statement".to_owned(),
+            ))));
+        }
+        let statement = statements.remove(0);
+        if let Some(s) = statement.as_sql() {
+            if settings::handles(s) {
+                let plan = empty_plan(settings::schema(s))?;
+                return Ok(Some(PgStatement {
+                    statement,
+                    plan,
+                    names: None,
+                }));
+            }
+            for hook in &self.hooks {
+                if let Some(plan) = hook
+                    .handle_extended_parse_query(s, self.session.context(), client)
+                    .await
+                {
+                    return Ok(Some(PgStatement {
+                        statement,
+                        plan: plan?,
+                        names: None,
+                    }));
+                }
+            }
+        }
+        let plan = self.session.plan(&statement).await.map_err(pg_error)?;
+        let plan = resolve_parameter_types(plan).map_err(pg_error)?;
+        let names = pg_names(&statement, &plan);
+        Ok(Some(PgStatement {
+            statement,
+            plan,
+            names,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &PgStatement) -> PgWireResult<Vec<Type>> {
+        parameter_types(&stmt.plan)
+            .map_err(pg_error)?
+            .iter()
+            .map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), into_pg_type))
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &PgStatement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        if matches!(stmt.plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) {
+            return Ok(vec![]);
+        }
+        let fields = arrow_schema_to_pg_fields(
+            stmt.plan.schema().as_arrow(),
+            column_format.unwrap_or(&Format::UnifiedText),
+            None,
+        )?;
+        Ok(rename(fields, stmt.names.as_deref()))
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for TarnQueryHandler {
+    type Statement = PgStatement;
+    type QueryParser = TarnQueryParser;
+
+    fn query_parser(&self) -> Arc<TarnQueryParser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<PgStatement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let PgStatement {
+            statement,
+            plan,
+            names,
+        } = &portal.statement.statement;
+        if let Some(response) = deallocate(client.portal_store(), statement) {
+            return Ok(response);
+        }
+        if let Some(s) = statement.as_sql() {
+            if settings::handles(s) {
+                return self.settings(client, s, &portal.result_column_format).await;
+            }
+            for hook in &self.parser.hooks {
+                if let Some(result) = hook
+                    .handle_extended_query(
+                        s,
+                        plan,
+                        &ParamValues::List(vec![]),
+                        self.session.context(),
+                        client,
+                    )
+                    .await
+                {
+                    return result;
+                }
+            }
+        }
+        let types = parameter_types(plan).map_err(pg_error)?;
+        let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
+        let params = deserialize_parameters(portal, &type_refs)?;
+        let plan = plan
+            .clone()
+            .replace_params_with_values(&params)
+            .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+        let control = self.start(client);
+        let session = Arc::clone(&self.session);
+        let work = async move { session.execute(plan).await.map_err(pg_error) };
+        let output = control.run(on_executor(&self.session, work)).await?;
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        self.respond(
+            output,
+            &portal.result_column_format,
+            options,
+            names.as_deref(),
+            &control,
+        )
+        .await
+    }
+}

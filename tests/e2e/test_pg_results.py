@@ -1,0 +1,539 @@
+"""Postgres-shaped results: column names, type OIDs and modifiers, NULLs and values, over
+psycopg 3 (simple protocol, extended text, extended binary) and asyncpg (binary); then
+transactions, SET/SHOW/RESET and the session functions BI tools call.
+
+Expected values are what PostgreSQL 15 answers for the same statements on tables with the
+demo's columns (TPC-H `orders.o_totalprice numeric(15,2)`, `events.ts timestamptz`...).
+"""
+import asyncio
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import asyncpg
+import psycopg
+import pytest
+
+UTC = dt.timezone.utc
+
+
+# ---- one way to run a query per client --------------------------------------------------
+
+def _psycopg_run(t, sql, *, binary=False, simple=False):
+    with t.psycopg() as conn:
+        cur = psycopg.ClientCursor(conn) if simple else conn.cursor(binary=binary)
+        with cur:
+            cur.execute(sql)
+            cols = [(d.name, d.type_code) for d in cur.description]
+            return cols, cur.fetchall()
+
+
+def _asyncpg_run(t, sql):
+    async def main():
+        c = await asyncpg.connect(host=t.pg_host, port=t.pg_port, user="tarn",
+                                  database="tarn", timeout=10)
+        try:
+            st = await c.prepare(sql)
+            cols = [(a.name, a.type.oid) for a in st.get_attributes()]
+            return cols, [tuple(r) for r in await st.fetch()]
+        finally:
+            await c.close()
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+CLIENTS = {
+    "psycopg-simple": lambda t, sql: _psycopg_run(t, sql, simple=True),
+    "psycopg-text": lambda t, sql: _psycopg_run(t, sql),
+    "psycopg-binary": lambda t, sql: _psycopg_run(t, sql, binary=True),
+    "asyncpg": _asyncpg_run,
+}
+
+
+@pytest.fixture(params=list(CLIENTS))
+def run(request, tarn_demo):
+    fn = CLIENTS[request.param]
+
+    def go(sql):
+        try:
+            return fn(tarn_demo, sql)
+        except Exception as e:
+            raise AssertionError(
+                f"{request.param}: {sql!r} failed: {type(e).__name__}: {e}"
+                f"\n--- tarn stderr (tail) ---\n{tarn_demo.stderr()[-2000:]}"
+            ) from e
+    return go
+
+
+# ---- column names -------------------------------------------------------------------------
+
+NAME_CASES = [
+    ("SELECT count(*) FROM demo.region", "count"),
+    ("SELECT sum(r_regionkey) FROM demo.region", "sum"),
+    ("SELECT max(r_regionkey) FROM demo.region", "max"),
+    ("SELECT avg(r_regionkey) FROM demo.region", "avg"),
+    ("SELECT 1+1", "?column?"),
+    ("SELECT 'x'", "?column?"),
+    ("SELECT true", "?column?"),
+    ("SELECT r_regionkey * 2 FROM demo.region WHERE r_regionkey = 1", "?column?"),
+    ('SELECT r_name AS "Name" FROM demo.region WHERE r_regionkey = 1', "Name"),
+    ("SELECT now()", "now"),
+    ("SELECT CAST(1 AS int)", "int4"),
+    ("SELECT CAST(1 AS bigint)", "int8"),
+    ("SELECT CAST(r_regionkey AS text) FROM demo.region WHERE r_regionkey = 1", "r_regionkey"),
+    ("SELECT lower(r_name) FROM demo.region WHERE r_regionkey = 1", "lower"),
+    ("SELECT trim(r_name) FROM demo.region WHERE r_regionkey = 1", "btrim"),
+    ("SELECT coalesce(r_name, 'x') FROM demo.region WHERE r_regionkey = 1", "coalesce"),
+    ("SELECT CASE WHEN r_regionkey > 1 THEN 'a' ELSE 'b' END FROM demo.region "
+     "WHERE r_regionkey = 1", "case"),
+    ("SELECT r.r_name FROM demo.region r WHERE r.r_regionkey = 1", "r_name"),
+    ("SELECT * FROM (SELECT count(*) FROM demo.region) t", "count"),
+    ("WITH t AS (SELECT count(*) FROM demo.region) SELECT * FROM t", "count"),
+    ("SELECT extract(year FROM o_orderdate) FROM demo.orders WHERE o_orderkey = 1", "extract"),
+    ("SELECT date_trunc('month', o_orderdate) FROM demo.orders WHERE o_orderkey = 1",
+     "date_trunc"),
+    ("SELECT current_user", "current_user"),
+    ("SELECT session_user", "session_user"),
+    ("SELECT current_database()", "current_database"),
+    ("SELECT current_schema()", "current_schema"),
+    ("SELECT version()", "version"),
+]
+
+
+@pytest.mark.parametrize("sql,name", NAME_CASES, ids=[n for _, n in NAME_CASES])
+def test_column_name(run, sql, name):
+    cols, rows = run(sql)
+    assert [c[0] for c in cols] == [name], (sql, cols)
+    assert len(rows) == 1
+
+
+def test_derived_table_columns_have_postgres_names(run):
+    """Superset wraps a virtual dataset's SQL in `SELECT ... FROM (<sql>) AS virtual_table`:
+    the outer query refers to the inner columns by their PostgreSQL names."""
+    cols, rows = run("SELECT t.count FROM (SELECT count(*) FROM demo.region) t")
+    assert (cols[0][0], rows) == ("count", [(5,)])
+    cols, rows = run("SELECT max(sum) AS m FROM (SELECT sum(r_regionkey) FROM demo.region) s")
+    assert rows == [(10,)]
+
+
+def test_duplicate_output_names(run):
+    """PostgreSQL allows several output columns with one name."""
+    cols, rows = run("SELECT count(*), count(*) FROM demo.region")
+    assert ([c[0] for c in cols], rows) == (["count", "count"], [(5, 5)])
+    cols, rows = run("SELECT r_name, r_name FROM demo.region WHERE r_regionkey = 1")
+    assert ([c[0] for c in cols], rows) == (["r_name", "r_name"], [("AMERICA", "AMERICA")])
+    cols, rows = run("SELECT 1 AS a, 'x' AS a")
+    assert ([c[0] for c in cols], rows) == (["a", "a"], [(1, "x")])
+
+
+# ---- type OIDs ----------------------------------------------------------------------------
+
+TYPE_CASES = [
+    ("SELECT CAST(1 AS bigint) AS v", {20}),
+    ("SELECT CAST(1 AS int) AS v", {23}),
+    ("SELECT CAST(1 AS smallint) AS v", {21}),
+    ("SELECT CAST('a' AS text) AS v", {25}),
+    ("SELECT CAST('a' AS varchar) AS v", {25, 1043}),
+    ("SELECT CAST(1.5 AS numeric(10,2)) AS v", {1700}),
+    ("SELECT 1.5 AS v", {1700}),
+    ("SELECT DATE '2024-01-01' AS v", {1082}),
+    ("SELECT TIMESTAMP '2024-01-01 00:00:00' AS v", {1114}),
+    ("SELECT TIMESTAMPTZ '2024-01-01 00:00:00+00' AS v", {1184}),
+    ("SELECT INTERVAL '1 day' AS v", {1186}),
+    ("SELECT true AS v", {16}),
+    ("SELECT CAST(1.5 AS double precision) AS v", {701}),
+    ("SELECT CAST(1.5 AS real) AS v", {700}),
+    ("SELECT CAST(ARRAY[1, 2] AS int4[]) AS v", {1007}),
+    ("SELECT CAST(ARRAY[1, 2] AS int8[]) AS v", {1016}),
+    ("SELECT ARRAY['a', 'b'] AS v", {1009}),
+    ("SELECT CAST('ab' AS bytea) AS v", {17}),
+    ("SELECT TIME '01:02:03' AS v", {1083}),
+    ("SELECT count(*) AS v FROM demo.region", {20}),
+    ("SELECT row_number() OVER (ORDER BY r_regionkey) AS v FROM demo.region "
+     "ORDER BY v LIMIT 1", {20}),
+    ("SELECT r_name AS v FROM demo.region WHERE r_regionkey = 1", {25, 1043}),
+    ("SELECT o_totalprice AS v FROM demo.orders WHERE o_orderkey = 1", {1700}),
+    ("SELECT o_orderdate AS v FROM demo.orders WHERE o_orderkey = 1", {1082}),
+    ("SELECT o_shippriority AS v FROM demo.orders WHERE o_orderkey = 1", {23}),
+    ("SELECT ts AS v FROM demo.events WHERE event_id = 1", {1184}),
+    ("SELECT amount AS v FROM demo.events WHERE event_id = 1", {701}),
+]
+
+
+@pytest.mark.parametrize("sql,oids", TYPE_CASES, ids=[s[7:40] for s, _ in TYPE_CASES])
+def test_type_oid(run, sql, oids):
+    cols, rows = run(sql)
+    assert len(cols) == 1 and cols[0][1] in oids, (sql, cols, oids)
+    assert len(rows) == 1
+
+
+# ---- RowDescription: type sizes and modifiers (psycopg exposes them) ----------------------
+
+SIZE_CASES = [
+    # sql, (type oid, typlen as psycopg shows it (None for varlena), precision, scale)
+    ("SELECT CAST(1 AS bigint) AS v", (20, 8, None, None)),
+    ("SELECT CAST(1 AS int) AS v", (23, 4, None, None)),
+    ("SELECT CAST(1 AS smallint) AS v", (21, 2, None, None)),
+    ("SELECT true AS v", (16, 1, None, None)),
+    ("SELECT CAST(1.5 AS double precision) AS v", (701, 8, None, None)),
+    ("SELECT DATE '2024-01-01' AS v", (1082, 4, None, None)),
+    ("SELECT TIMESTAMPTZ '2024-01-01 00:00:00+00' AS v", (1184, 8, None, None)),
+    ("SELECT INTERVAL '1 day' AS v", (1186, 16, None, None)),
+    ("SELECT CAST('a' AS text) AS v", (25, None, None, None)),
+    ("SELECT CAST(1.5 AS numeric(10,2)) AS v", (1700, None, 10, 2)),
+    ("SELECT o_totalprice AS v FROM demo.orders WHERE o_orderkey = 1", (1700, None, 15, 2)),
+]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+@pytest.mark.parametrize("sql,expected", SIZE_CASES, ids=[s[7:40] for s, _ in SIZE_CASES])
+def test_row_description_size_and_typmod(tarn_demo, sql, expected, binary):
+    """RowDescription carries typlen and the type modifier; numeric(15,2) has typmod
+    (15 << 16 | 2) + 4 = 983046, which clients turn into precision 15, scale 2."""
+    with tarn_demo.psycopg() as conn:
+        cur = conn.cursor(binary=binary)
+        cur.execute(sql)
+        d = cur.description[0]
+        assert (d.type_code, d.internal_size, d.precision, d.scale) == expected, (sql, d)
+
+
+# ---- NULLs and values ---------------------------------------------------------------------
+
+NULL_TYPES = ["bigint", "int", "smallint", "text", "varchar", "numeric(10,2)", "date",
+              "timestamp", "timestamptz", "interval", "boolean", "double precision", "real",
+              "int[]", "text[]", "bytea", "time"]
+
+
+def test_typed_nulls(run):
+    sql = "SELECT " + ", ".join(
+        f"CAST(NULL AS {t}) AS c{i}" for i, t in enumerate(NULL_TYPES))
+    cols, rows = run(sql)
+    assert len(cols) == len(NULL_TYPES) and len(rows) == 1
+    not_null = {t: v for t, v in zip(NULL_TYPES, rows[0]) if v is not None}
+    assert not_null == {}, f"typed NULLs decoded as values: {not_null}"
+
+
+def test_nulls_from_table_columns(run):
+    cols, rows = run(
+        "SELECT amount, CAST(amount AS numeric(10,2)) AS n, "
+        "CASE WHEN amount IS NULL THEN NULL ELSE ts END AS t, "
+        "CASE WHEN amount IS NULL THEN NULL ELSE ts - ts END AS i "
+        "FROM demo.events WHERE amount IS NULL ORDER BY event_id LIMIT 1")
+    assert rows == [(None, None, None, None)], (cols, rows)
+
+
+VALUE_CASES = [
+    ("INTERVAL '1 day 02:03:04'", dt.timedelta(days=1, hours=2, minutes=3, seconds=4)),
+    ("INTERVAL '90 minutes'", dt.timedelta(minutes=90)),
+    ("INTERVAL '-1 day'", dt.timedelta(days=-1)),
+    ("INTERVAL '1.5 seconds'", dt.timedelta(seconds=1, microseconds=500000)),
+    ("CAST('12345678901234567890.123' AS numeric(38,3))", Decimal("12345678901234567890.123")),
+    ("CAST(12345678901234567890.123 AS numeric(38,3))", Decimal("12345678901234567890.123")),
+    ("CAST(-0.001 AS numeric(5,3))", Decimal("-0.001")),
+    ("0.1 + 0.2", Decimal("0.3")),
+    ("CAST(ARRAY[1, NULL, 3] AS int4[])", [1, None, 3]),
+    ("CAST(ARRAY[5000000000, 2] AS int8[])", [5000000000, 2]),
+    ("ARRAY['a b', NULL, 'c\"d']", ["a b", None, 'c"d']),
+    ("CAST(ARRAY[] AS int4[])", []),
+    ("TIMESTAMPTZ '2024-01-02 03:04:05.123456+02'",
+     dt.datetime(2024, 1, 2, 1, 4, 5, 123456, tzinfo=UTC)),
+    ("TIMESTAMP '2024-01-02 03:04:05.5'", dt.datetime(2024, 1, 2, 3, 4, 5, 500000)),
+    ("DATE '2024-02-29'", dt.date(2024, 2, 29)),
+    ("TIME '01:02:03.25'", dt.time(1, 2, 3, 250000)),
+    ("false", False),
+    ("CAST('\\x00ff' AS bytea)", b"\x00\xff"),
+    ("CAST(1e100 AS double precision)", 1e100),
+    ("'héllo ☃'", "héllo ☃"),
+]
+
+
+@pytest.mark.parametrize("expr,expected", VALUE_CASES, ids=[e[:40] for e, _ in VALUE_CASES])
+def test_value(run, expr, expected):
+    cols, rows = run(f"SELECT {expr} AS v")
+    assert rows == [(expected,)], (expr, cols, rows)
+    if isinstance(expected, dt.datetime) and expected.tzinfo is not None:
+        assert rows[0][0].tzinfo is not None and rows[0][0].utcoffset() == dt.timedelta(0)
+
+
+def test_demo_values(run):
+    cols, rows = run(
+        "SELECT o_orderkey, o_totalprice, o_orderdate, o_orderstatus FROM demo.orders "
+        "WHERE o_orderkey IN (1, 2) ORDER BY o_orderkey")
+    assert [c[0] for c in cols] == ["o_orderkey", "o_totalprice", "o_orderdate",
+                                    "o_orderstatus"]
+    assert rows[0] == (1, Decimal("172799.49"), dt.date(1996, 1, 2), "O")
+    assert len(rows) == 2 and isinstance(rows[1][1], Decimal)
+    cols, rows = run("SELECT ts FROM demo.events WHERE event_id = 1")
+    ts = rows[0][0]
+    assert isinstance(ts, dt.datetime) and ts.utcoffset() == dt.timedelta(0)
+    assert ts.date() == dt.date(2026, 1, 1)
+
+
+# ---- what clients read from pg_catalog ----------------------------------------------------
+
+def test_pg_attribute_type_and_typmod(tarn_demo):
+    """Every client's column metadata: atttypid is an oid, atttypmod carries numeric's
+    precision and scale, format_type() renders them."""
+    with tarn_demo.psycopg() as conn:
+        cur = conn.execute(
+            "SELECT a.atttypid, a.atttypmod, pg_catalog.format_type(a.atttypid, a.atttypmod) "
+            "FROM pg_catalog.pg_attribute a "
+            "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'demo' AND c.relname = 'orders' AND a.attnum > 0 "
+            "ORDER BY a.attnum")
+        rows = [(int(oid), typmod, name) for oid, typmod, name in cur.fetchall()]
+        assert rows[3] == (1700, (15 << 16 | 2) + 4, "numeric(15,2)"), rows[3]
+        assert rows[0] == (20, -1, "bigint") and rows[4] == (1082, -1, "date"), rows
+        assert cur.description[0].type_code == 26, cur.description[0]  # oid, not regtype
+
+
+def test_pg_roles_has_current_user(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        rows = conn.execute(
+            "SELECT rolname, rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = current_user"
+        ).fetchall()
+        assert rows == [("tarn", True)], rows
+
+
+def test_pg_namespace(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        names = {r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_catalog.pg_namespace").fetchall()}
+        assert {"pg_catalog", "information_schema", "public", "demo", "system"} <= names, names
+
+
+# ---- transactions -------------------------------------------------------------------------
+
+def _table(conn, cols="a INT"):
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    conn.execute(f"CREATE TABLE {name} ({cols})")
+    return name
+
+
+def test_begin_commit_rollback_tags(tarn):
+    with tarn.psycopg() as conn:
+        t = _table(conn)
+        TS = psycopg.pq.TransactionStatus
+        assert conn.execute("BEGIN").statusmessage == "BEGIN"
+        assert conn.info.transaction_status == TS.INTRANS
+        assert conn.execute(f"INSERT INTO {t} VALUES (1)").statusmessage == "INSERT 0 1"
+        assert conn.execute("COMMIT").statusmessage == "COMMIT"
+        assert conn.info.transaction_status == TS.IDLE
+        assert conn.execute("BEGIN").statusmessage == "BEGIN"
+        assert conn.execute("ROLLBACK").statusmessage == "ROLLBACK"
+        assert conn.info.transaction_status == TS.IDLE
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (1,)
+
+
+def test_start_transaction_tag(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        TS = psycopg.pq.TransactionStatus
+        assert conn.execute("START TRANSACTION").statusmessage == "START TRANSACTION"
+        assert conn.info.transaction_status == TS.INTRANS
+        assert conn.execute("COMMIT").statusmessage == "COMMIT"
+        assert conn.execute("START TRANSACTION READ ONLY").statusmessage == "START TRANSACTION"
+        assert conn.execute("ROLLBACK").statusmessage == "ROLLBACK"
+
+
+def test_rollback_undoes_insert(tarn):
+    """PostgreSQL: rows inserted in a transaction block are gone after ROLLBACK."""
+    with tarn.psycopg() as conn:
+        t = _table(conn)
+        conn.execute(f"INSERT INTO {t} VALUES (1)")
+        conn.execute("BEGIN")
+        conn.execute(f"INSERT INTO {t} VALUES (2), (3)")
+        conn.execute("ROLLBACK")
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (1,)
+    # and psycopg's own transaction handling (autocommit off) does the same
+    with tarn.psycopg(autocommit=False) as conn:
+        conn.execute(f"INSERT INTO {t} VALUES (4)")
+        conn.rollback()
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (1,)
+        conn.execute(f"INSERT INTO {t} VALUES (5)")
+        conn.commit()
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (2,)
+
+
+def test_start_transaction_read_only(tarn):
+    with tarn.psycopg() as conn:
+        t = _table(conn)
+        conn.execute("START TRANSACTION READ ONLY")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert conn.execute("SHOW transaction_read_only").fetchone() == ("on",)
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+        with pytest.raises(psycopg.Error) as ei:
+            conn.execute(f"INSERT INTO {t} VALUES (1)")
+        assert ei.value.sqlstate == "25006", str(ei.value)  # read_only_sql_transaction
+        conn.execute("ROLLBACK")
+        assert conn.execute("SHOW transaction_read_only").fetchone() == ("off",)
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+
+
+def test_isolation_level_in_begin(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        assert conn.execute("SHOW transaction_isolation").fetchone() == ("repeatable read",)
+        conn.execute("COMMIT")
+        assert conn.execute("SHOW transaction_isolation").fetchone() == ("read committed",)
+
+
+def test_error_aborts_transaction_with_25P02(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        conn.execute("BEGIN")
+        with pytest.raises(psycopg.Error) as ei:
+            conn.execute("SELECT * FROM no_such_table_abc")
+        assert ei.value.sqlstate == "42P01"
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction) as ei:
+            conn.execute("SELECT 1")
+        assert ei.value.sqlstate == "25P02", str(ei.value)
+        conn.execute("ROLLBACK")
+        assert conn.execute("SELECT 1 AS a").fetchone() == (1,)
+
+
+def test_savepoints(tarn_demo):
+    """psycopg's nested `conn.transaction()` and SQLAlchemy's begin_nested() use savepoints."""
+    with tarn_demo.psycopg() as conn:
+        conn.execute("BEGIN")
+        assert conn.execute("SAVEPOINT s1").statusmessage == "SAVEPOINT"
+        with pytest.raises(psycopg.Error):
+            conn.execute("SELECT * FROM no_such_table_abc")
+        assert conn.execute("ROLLBACK TO SAVEPOINT s1").statusmessage == "ROLLBACK"
+        # still inside the outer transaction, and usable again
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert conn.execute("SELECT count(*) FROM demo.region").fetchone() == (5,)
+        assert conn.execute("RELEASE SAVEPOINT s1").statusmessage == "RELEASE"
+        assert conn.execute("COMMIT").statusmessage == "COMMIT"
+    with tarn_demo.psycopg(autocommit=False) as conn:
+        with conn.transaction():
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                with conn.transaction():
+                    conn.execute("SELECT * FROM no_such_table_abc")
+            assert conn.execute("SELECT count(*) FROM demo.nation").fetchone() == (25,)
+
+
+def test_server_side_cursor(tarn_demo):
+    """psycopg named cursors (and SQLAlchemy's stream_results on psycopg2, pandas chunksize)
+    are DECLARE ... CURSOR / FETCH / CLOSE."""
+    with tarn_demo.psycopg(autocommit=False) as conn:
+        with conn.cursor(name="c_orders") as cur:
+            cur.itersize = 1000
+            cur.execute("SELECT o_orderkey FROM demo.orders ORDER BY o_orderkey")
+            first = cur.fetchmany(3)
+            assert [r[0] for r in first] == [1, 2, 3]
+            rest = cur.fetchall()
+            assert len(first) + len(rest) == 15000
+        conn.rollback()
+
+
+# ---- SET / SHOW / RESET -------------------------------------------------------------------
+
+def _show(conn, name):
+    return conn.execute(f"SHOW {name}").fetchone()[0]
+
+
+def test_show_command_tag(tarn_demo):
+    """PostgreSQL answers SHOW (and SHOW ALL) with the command tag SHOW, not SELECT n."""
+    with tarn_demo.psycopg() as conn:
+        for stmt in ("SHOW application_name", "SHOW TRANSACTION ISOLATION LEVEL", "SHOW ALL"):
+            cur = conn.execute(stmt)
+            assert cur.statusmessage == "SHOW", (stmt, cur.statusmessage)
+
+
+def test_set_show_reset_application_name(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        assert conn.execute("SET application_name = 'x'").statusmessage == "SET"
+        assert _show(conn, "application_name") == "x"
+        assert conn.info.parameter_status("application_name") == "x"
+        assert conn.execute("RESET application_name").statusmessage == "RESET"
+        assert _show(conn, "application_name") == ""
+
+
+def test_show_all(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        cur = conn.execute("SHOW ALL")
+        assert [d.name for d in cur.description] == ["name", "setting", "description"]
+        settings = {r[0]: r[1] for r in cur.fetchall()}
+        assert settings["server_encoding"] == "UTF8"
+        assert settings["standard_conforming_strings"] == "on"
+        assert settings["integer_datetimes"] == "on"
+
+
+def test_session_characteristics_read_only(tarn):
+    with tarn.psycopg() as conn:
+        t = _table(conn)
+        conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        assert _show(conn, "default_transaction_read_only") == "on"
+        assert _show(conn, "transaction_read_only") == "on"
+        with pytest.raises(psycopg.Error) as ei:
+            conn.execute(f"INSERT INTO {t} VALUES (1)")
+        assert ei.value.sqlstate == "25006", str(ei.value)
+        conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+        conn.execute(f"INSERT INTO {t} VALUES (1)")
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (1,)
+
+
+def test_show_settings(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        assert _show(conn, "TRANSACTION ISOLATION LEVEL") == "read committed"
+        conn.execute("SET extra_float_digits = 3")
+        assert _show(conn, "extra_float_digits") == "3"
+        conn.execute("SET statement_timeout = '5s'")
+        assert _show(conn, "statement_timeout") == "5s"
+        conn.execute("SET statement_timeout = 500")
+        assert _show(conn, "statement_timeout") == "500ms"
+        conn.execute("SET statement_timeout TO DEFAULT")
+        assert _show(conn, "statement_timeout") == "0"
+        assert _show(conn, "standard_conforming_strings") == "on"
+        assert _show(conn, "client_encoding") == "UTF8"
+        assert _show(conn, "DateStyle") == "ISO, MDY"
+        with pytest.raises(psycopg.Error) as ei:
+            conn.execute("SET no_such_parameter_xyz = 1")
+        assert ei.value.sqlstate == "42704"
+
+
+# ---- session functions --------------------------------------------------------------------
+
+def test_session_functions(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        cur = conn.execute("SELECT current_user, current_database(), current_schema(), version()")
+        user, db, schema, version = cur.fetchone()
+        assert (user, db, schema) == ("tarn", "tarn", "public")
+        assert version.startswith("PostgreSQL "), version
+        assert conn.execute("SELECT session_user").fetchone() == ("tarn",)
+        assert conn.execute("SELECT user").fetchone() == ("tarn",)
+
+
+def test_current_setting_and_set_config(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        num = conn.execute("SELECT current_setting('server_version_num')").fetchone()[0]
+        assert num == _show(conn, "server_version_num") and int(num) >= 120000
+        got = conn.execute("SELECT set_config('application_name', 'bi', false)").fetchone()
+        assert got == ("bi",)
+        assert _show(conn, "application_name") == "bi"
+
+
+def test_current_schemas(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        assert conn.execute("SELECT current_schemas(true)").fetchone() == (
+            ["pg_catalog", "public"],)
+        assert conn.execute("SELECT current_schemas(false)").fetchone() == (["public"],)
+
+
+def test_search_path(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        conn.execute("SET search_path TO demo, public")
+        assert _show(conn, "search_path") == "demo, public"
+        assert conn.execute("SELECT current_schema()").fetchone() == ("demo",)
+        assert conn.execute("SELECT count(*) FROM region").fetchone() == (5,)
+
+
+def test_startup_options(tarn_demo):
+    """Superset passes the chosen schema as `options=-csearch_path=...`; JDBC and others set
+    statement_timeout and application_name the same way."""
+    with tarn_demo.psycopg(options="-c search_path=demo -c statement_timeout=5s",
+                           application_name="superset") as conn:
+        assert _show(conn, "search_path") == "demo"
+        assert _show(conn, "statement_timeout") == "5s"
+        assert _show(conn, "application_name") == "superset"
+        assert conn.execute("SELECT count(*) FROM nation").fetchone() == (25,)
