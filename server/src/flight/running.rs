@@ -35,7 +35,14 @@ pub struct RunningQuery {
 
 /// The plan's stream, shared between the response (which reads it) and a cancellation
 /// (which drops it, stopping the plan even while nobody reads).
-type Source = Arc<Mutex<Option<Batches>>>;
+type Source = Arc<Shared>;
+
+struct Shared {
+    stream: Mutex<Option<Batches>>,
+    /// The response's task, woken when a cancellation takes the stream away: a stream that
+    /// was waiting for its next batch would otherwise never be polled again.
+    waker: futures::task::AtomicWaker,
+}
 
 struct Entry {
     id: Uuid,
@@ -113,7 +120,10 @@ impl Running {
             return None;
         }
         let rows = Arc::new(AtomicU64::new(0));
-        let source: Source = Arc::new(Mutex::new(Some(batches)));
+        let source: Source = Arc::new(Shared {
+            stream: Mutex::new(Some(batches)),
+            waker: futures::task::AtomicWaker::new(),
+        });
         let serial = state.next;
         state.next += 1;
         state.running.insert(
@@ -155,8 +165,9 @@ impl Running {
             drop(state);
             for source in sources {
                 // Dropping the plan's stream stops it now, whether or not anyone is reading.
-                let stream = lock(&source).take();
+                let stream = lock(&source.stream).take();
                 drop(stream);
+                source.waker.wake();
             }
             return Cancelled::Running;
         }
@@ -200,8 +211,10 @@ impl Stream for Tracked {
         if self.registration.is_none() {
             return Poll::Ready(None);
         }
+        // Registered first, so a cancellation between the poll and the return still wakes us.
+        self.source.waker.register(cx.waker());
         let polled = {
-            let mut source = lock(&self.source);
+            let mut source = lock(&self.source.stream);
             source.as_mut().map(|stream| stream.as_mut().poll_next(cx))
         };
         match polled {
