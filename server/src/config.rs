@@ -254,15 +254,17 @@ impl TarnConfig {
                     .map_err(|e| Error::Config(format!("{key}: {}: {e}", path.display())))?;
             }
         }
-        // Without users nothing asks for a password: only this machine may connect.
-        let open = self.auth.users.is_empty() || self.pg.auth_method == PgAuthMethod::Trust;
-        for (key, addr) in [
-            ("pg.addr", &self.pg.addr),
-            ("flight.addr", &self.flight.addr),
+        // Where nothing asks for a password, only this machine may connect.
+        let no_users = self.auth.users.is_empty();
+        for (key, addr, open) in [
+            (
+                "pg.addr",
+                &self.pg.addr,
+                no_users || self.pg.auth_method == PgAuthMethod::Trust,
+            ),
+            ("flight.addr", &self.flight.addr, no_users),
         ] {
-            let ip = parse_addr(key, addr)?.ip();
-            let open = open && (key == "pg.addr" || self.auth.users.is_empty());
-            if open && !ip.is_loopback() {
+            if open && !parse_addr(key, addr)?.ip().is_loopback() {
                 return Err(Error::Config(format!(
                     "{key}: {addr} is reachable from other machines, and no password is asked \
                      for: add users under [auth.users] (and keep pg.auth_method other than \

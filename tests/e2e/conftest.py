@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -312,6 +313,34 @@ def tarn_demo(tmp_path_factory):
     finally:
         if not t.stopped:
             t.stop()
+
+
+# ---- the demo database ------------------------------------------------------------------
+DEMO_TABLES = [
+    "customer", "events", "lineitem", "nation", "orders", "part", "partsupp", "region",
+    "supplier",
+]
+SYSTEM_VIEWS = [
+    "crawler_runs", "crawler_skipped_files", "crawlers", "deliveries",
+    "object_store_requests", "partitions", "table_versions",
+]
+
+
+# ---- the raw Postgres protocol --------------------------------------------------------
+def read_pg_message(sock) -> tuple[bytes, bytes]:
+    """One backend message from a raw socket: (type byte, body)."""
+    def read(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            data += chunk
+        return data
+
+    head = read(5)
+    length = struct.unpack("!I", head[1:])[0]
+    return head[:1], read(length - 4)
 
 
 # ---- known gaps ------------------------------------------------------------------------

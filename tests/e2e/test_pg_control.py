@@ -10,6 +10,8 @@ import time
 import psycopg
 import pytest
 
+from conftest import read_pg_message
+
 # 60175^2 row pairs: minutes of work in a debug build, and no pair matches (l_quantity <= 50).
 LONG_SQL = (
     "SELECT count(*) FROM demo.lineitem a CROSS JOIN demo.lineitem b "
@@ -151,23 +153,6 @@ def test_statement_timeout(busy_tarn, how):
 
 # ---- connection limit ---------------------------------------------------------------------
 
-def _msg(sock):
-    head = b""
-    while len(head) < 5:
-        chunk = sock.recv(5 - len(head))
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        head += chunk
-    length = struct.unpack("!I", head[1:])[0]
-    body = b""
-    while len(body) < length - 4:
-        chunk = sock.recv(length - 4 - len(body))
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        body += chunk
-    return head[:1], body
-
-
 def _fields(body):
     out = {}
     for part in body.split(b"\0"):
@@ -183,7 +168,7 @@ def _startup(t):
         params = b"user\0tarn\0database\0tarn\0\0"
         s.sendall(struct.pack("!II", 8 + len(params), 196608) + params)
         while True:
-            kind, body = _msg(s)
+            kind, body = read_pg_message(s)
             if kind == b"E":
                 return _fields(body)
             if kind == b"R":
@@ -238,7 +223,7 @@ def test_query_of_dropped_connection_is_stopped(busy_tarn):
     s = socket.create_connection((t.pg_host, t.pg_port), timeout=10)
     params = b"user\0tarn\0database\0tarn\0\0"
     s.sendall(struct.pack("!II", 8 + len(params), 196608) + params)
-    while _msg(s)[0] != b"Z":
+    while read_pg_message(s)[0] != b"Z":
         pass
     q = LONG_SQL.encode() + b"\0"
     s.sendall(b"Q" + struct.pack("!I", 4 + len(q)) + q)

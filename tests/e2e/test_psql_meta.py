@@ -8,14 +8,7 @@ import subprocess
 
 PSQL = os.environ.get("PSQL", "/usr/bin/psql")
 
-DEMO_TABLES = [
-    "customer", "events", "lineitem", "nation", "orders", "part", "partsupp", "region",
-    "supplier",
-]
-SYSTEM_VIEWS = [
-    "crawler_runs", "crawler_skipped_files", "crawlers", "deliveries",
-    "object_store_requests", "partitions", "table_versions",
-]
+from conftest import DEMO_TABLES, SYSTEM_VIEWS
 
 
 def psql(t, *args, input=None, timeout=60):

@@ -7,6 +7,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from conftest import read_pg_message
+
 
 def test_params_extended_protocol(tarn_demo):
     with tarn_demo.psycopg() as conn:
@@ -227,30 +229,13 @@ def test_set_is_per_connection(tarn):
         assert _show(b, name) == default
 
 
-def _pg_msg(sock):
-    head = b""
-    while len(head) < 5:
-        chunk = sock.recv(5 - len(head))
-        if not chunk:
-            raise ConnectionError("server closed")
-        head += chunk
-    kind, length = head[:1], struct.unpack("!I", head[1:])[0]
-    body = b""
-    while len(body) < length - 4:
-        chunk = sock.recv(length - 4 - len(body))
-        if not chunk:
-            raise ConnectionError("server closed")
-        body += chunk
-    return kind, body
-
-
 def _raw_start_query(host, port, sql):
     """A minimal pg client: startup, simple Query; returns the socket."""
     s = socket.create_connection((host, port), timeout=30)
     params = b"user\0tarn\0database\0tarn\0\0"
     s.sendall(struct.pack("!II", 8 + len(params), 196608) + params)
     while True:
-        kind, body = _pg_msg(s)
+        kind, body = read_pg_message(s)
         if kind == b"R":
             code = struct.unpack("!I", body[:4])[0]
             if code in (3,):  # cleartext password
@@ -273,7 +258,7 @@ def test_client_disconnect_mid_result(tarn_demo):
                              "SELECT * FROM demo.lineitem")
         rows = 0
         while rows < 5:
-            kind, _body = _pg_msg(s)
+            kind, _body = read_pg_message(s)
             assert kind in (b"T", b"D"), kind
             if kind == b"D":
                 rows += 1

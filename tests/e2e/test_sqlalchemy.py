@@ -11,20 +11,16 @@ import re
 from collections import defaultdict
 from decimal import Decimal
 
+import conftest
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 DRIVERS = ["psycopg", "psycopg2"]
 
-DEMO_TABLES = {
-    "region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem",
-    "events",
-}
-SYSTEM_VIEWS = {
-    "crawler_runs", "crawler_skipped_files", "crawlers", "deliveries",
-    "object_store_requests", "partitions", "table_versions",
-}
+# Compared as sets: these clients list in their own order.
+DEMO_TABLES = set(conftest.DEMO_TABLES)
+SYSTEM_VIEWS = set(conftest.SYSTEM_VIEWS)
 
 
 @pytest.fixture(params=DRIVERS)

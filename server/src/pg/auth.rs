@@ -12,7 +12,7 @@ use futures::Sink;
 use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
 use pgwire::api::auth::md5pass::{Md5PasswordAuthStartupHandler, hash_md5_password};
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use pgwire::api::auth::sasl::scram::{ScramAuth, ScramServerAuth, gen_salted_password};
 use pgwire::api::auth::{
     AuthSource, LoginInfo, Password, StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
@@ -356,24 +356,11 @@ pub(crate) fn tls(config: &PgConfig) -> Result<Option<PgTls>, String> {
     // Direct TLS (Postgres 17 clients, sslnegotiation=direct) needs the ALPN name.
     server.alpn_protocols = vec![b"postgresql".to_vec()];
     // Channel binding needs a certificate pgwire can read; check it now.
-    let mut scram = ScramAuth::new(Arc::new(NoUsers));
-    scram
+    ScramServerAuth::new()
         .configure_certificate(&cert_pem)
         .map_err(|e| format!("pg.tls.cert: {}: {e}", tls.cert.display()))?;
     Ok(Some(PgTls {
         acceptor: pgwire::tokio::TlsAcceptor::from(Arc::new(server)),
         cert_pem,
     }))
-}
-
-#[derive(Debug)]
-struct NoUsers;
-
-#[async_trait]
-impl AuthSource for NoUsers {
-    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        Err(PgWireError::InvalidPassword(
-            login.user().unwrap_or_default().to_owned(),
-        ))
-    }
 }

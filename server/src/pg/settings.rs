@@ -375,20 +375,19 @@ fn canonical(setting: &Setting, value: &str) -> PgWireResult<String> {
         }
         Kind::DateStyle => date_style(setting, trimmed)?,
         Kind::OneOf(values) => {
-            let v = trimmed.to_lowercase().replace('_', " ");
-            let v = if setting.name == "intervalstyle" {
-                trimmed.to_lowercase()
-            } else {
-                v
-            };
-            if !values.contains(&v.as_str()) {
-                return Err(invalid(
-                    setting,
-                    trimmed,
-                    &format!(" (one of: {})", values.join(", ")),
-                ));
+            // `read_committed` is accepted for `read committed`.
+            let lower = trimmed.to_lowercase();
+            let spaced = lower.replace('_', " ");
+            match values.iter().find(|v| **v == lower || **v == spaced) {
+                Some(v) => (*v).to_owned(),
+                None => {
+                    return Err(invalid(
+                        setting,
+                        trimmed,
+                        &format!(" (one of: {})", values.join(", ")),
+                    ));
+                }
             }
-            v
         }
         Kind::Int(low, high) => match trimmed.parse::<i64>() {
             Ok(n) if (low..=high).contains(&n) => n.to_string(),
@@ -625,16 +624,21 @@ fn is_datafusion(name: &str) -> bool {
     name.to_lowercase().starts_with("datafusion.")
 }
 
+/// `SHOW`'s parameter name: `SHOW TRANSACTION ISOLATION LEVEL` is one name of four words.
+fn shown_name(variable: &[datafusion::sql::sqlparser::ast::Ident]) -> String {
+    variable
+        .iter()
+        .map(|v| v.value.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The columns a settings statement returns (for `Describe`).
 pub(crate) fn schema(statement: &SqlStatement) -> Arc<Schema> {
     let text = |name: &str| Field::new(name, DataType::Utf8, false);
     match statement {
         SqlStatement::ShowVariable { variable } => {
-            let name = variable
-                .iter()
-                .map(|v| v.value.clone())
-                .collect::<Vec<_>>()
-                .join(" ");
+            let name = shown_name(variable);
             if name.eq_ignore_ascii_case("all") {
                 Arc::new(Schema::new(vec![
                     text("name"),
@@ -779,11 +783,7 @@ pub(crate) fn execute(
             DiscardObject::TEMP => Ok(Outcome::Done("DISCARD TEMP", vec![])),
         },
         SqlStatement::ShowVariable { variable } => {
-            let name = variable
-                .iter()
-                .map(|v| v.value.clone())
-                .collect::<Vec<_>>()
-                .join(" ");
+            let name = shown_name(variable);
             if name.eq_ignore_ascii_case("all") {
                 return Ok(Outcome::Rows(show_all(session, metadata)));
             }
