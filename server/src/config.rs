@@ -165,6 +165,30 @@ pub struct TlsConfig {
 pub struct AuthConfig {
     /// User name → password.
     pub users: std::collections::BTreeMap<String, tarn_catalog::Secret>,
+    /// Users whose SQL may name files and object-store locations: `COPY … TO '<path>'`,
+    /// `CREATE EXTERNAL TABLE … LOCATION`, `CREATE CRAWLER … LOCATION`. What Postgres keeps
+    /// to superusers, since such a statement reads or writes whatever the server can. With no
+    /// users configured, every session may (only this machine can connect then).
+    pub file_access: Vec<String>,
+}
+
+impl AuthConfig {
+    pub(crate) fn file_access(&self) -> FileAccess {
+        FileAccess((!self.users.is_empty()).then(|| self.file_access.iter().cloned().collect()))
+    }
+}
+
+/// Who may name files and object-store locations in SQL; `None`: everyone.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FileAccess(Option<std::collections::BTreeSet<String>>);
+
+impl FileAccess {
+    pub(crate) fn allows(&self, user: Option<&str>) -> bool {
+        match &self.0 {
+            None => true,
+            Some(users) => user.is_some_and(|u| users.contains(u)),
+        }
+    }
 }
 
 /// `[shutdown]`: how long open connections get to finish on SIGINT/SIGTERM.
@@ -286,6 +310,16 @@ impl TarnConfig {
         {
             return Err(Error::Config(format!(
                 "auth.users: {name:?} is not a user name (empty, or has a ':')"
+            )));
+        }
+        if let Some(name) = self
+            .auth
+            .file_access
+            .iter()
+            .find(|u| !self.auth.users.contains_key(*u))
+        {
+            return Err(Error::Config(format!(
+                "auth.file_access: {name:?} is not one of [auth.users]"
             )));
         }
         tarn_catalog::parse_location(&self.warehouse)

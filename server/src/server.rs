@@ -57,7 +57,7 @@ impl Server {
         let pg_tls = crate::pg::tls(&config.pg).map_err(Error::Config)?;
         let pg_auth = crate::pg::PgAuth::new(
             &config.pg,
-            &config.auth.users,
+            &config.auth,
             pg_tls.as_ref().map(|t| t.cert_pem.clone()),
         )
         .map_err(Error::Config)?;
@@ -113,7 +113,7 @@ impl Server {
         let flight_service = crate::flight::service(
             engine.clone(),
             &config.flight,
-            &config.auth.users,
+            &config.auth,
             flight_queries.clone(),
         )
         .map_err(Error::Config)?;

@@ -181,6 +181,7 @@ impl QueryEngine {
         Ok(Session {
             ctx: SessionContext::new_with_state(state),
             engine: Arc::clone(&self.inner),
+            file_access: std::sync::atomic::AtomicBool::new(true),
         })
     }
 }
@@ -314,6 +315,41 @@ pub enum Statement {
 }
 
 impl Statement {
+    /// The command, as Postgres names it in "cannot execute … in a read-only transaction",
+    /// if this statement writes data or changes the catalog; `None` for reads.
+    pub fn write_command(&self) -> Option<String> {
+        use crate::crawl::CrawlerStatement as C;
+        use crate::delivery::DeliveryStatement as D;
+        let name = match self {
+            Self::Crawler(C::Create { .. }) => "CREATE CRAWLER",
+            Self::Crawler(C::Run { .. }) => "RUN CRAWLER",
+            Self::Crawler(C::Drop { .. }) => "DROP CRAWLER",
+            Self::Delivery(D::Create { .. }) => "CREATE DELIVERY STREAM",
+            Self::Delivery(D::Drop { .. }) => "DROP DELIVERY STREAM",
+            Self::Sql(DfStatement::CreateExternalTable(_)) => "CREATE EXTERNAL TABLE",
+            Self::Sql(DfStatement::CopyTo(_)) => "COPY",
+            Self::Sql(DfStatement::Statement(s)) => match s.as_ref() {
+                SqlStatement::Insert(_) => "INSERT",
+                SqlStatement::Update { .. } => "UPDATE",
+                SqlStatement::Delete(_) => "DELETE",
+                SqlStatement::Merge { .. } => "MERGE",
+                SqlStatement::Truncate { .. } => "TRUNCATE TABLE",
+                SqlStatement::Copy { .. } => "COPY",
+                SqlStatement::CreateTable(_) => "CREATE TABLE",
+                SqlStatement::CreateView { .. } => "CREATE VIEW",
+                SqlStatement::CreateSchema { .. } => "CREATE SCHEMA",
+                SqlStatement::CreateDatabase { .. } => "CREATE DATABASE",
+                SqlStatement::AlterTable { .. } => "ALTER TABLE",
+                SqlStatement::Drop { object_type, .. } => {
+                    return Some(format!("DROP {object_type}"));
+                }
+                _ => return None,
+            },
+            Self::Sql(_) => return None,
+        };
+        Some(name.to_owned())
+    }
+
     /// The statement as sqlparser parsed it, if it is plain SQL.
     pub fn as_sql(&self) -> Option<&SqlStatement> {
         match self {
@@ -368,6 +404,10 @@ impl CommandTag {
 pub struct Session {
     pub(crate) ctx: SessionContext,
     pub(crate) engine: Arc<EngineInner>,
+    /// Whether statements may name files and object-store locations (`COPY … TO`,
+    /// `CREATE EXTERNAL TABLE`, `CREATE CRAWLER`): what Postgres keeps to superusers and
+    /// `pg_read_server_files`/`pg_write_server_files`.
+    file_access: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -446,6 +486,53 @@ impl Session {
             }),
         );
         self.ctx.register_udf(udf);
+    }
+
+    /// Whether this session's statements may name files and object-store locations. Every
+    /// session may until told otherwise: the servers take it away from users not listed in
+    /// `[auth] file_access`.
+    pub fn set_file_access(&self, allowed: bool) {
+        self.file_access
+            .store(allowed, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Refuses `plan` if it names a location and this session may not.
+    fn check_file_access(&self, plan: &LogicalPlan) -> Result<()> {
+        if self.file_access.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        use datafusion::common::tree_node::TreeNode;
+        // The whole tree: `EXPLAIN ANALYZE COPY …` runs the copy too.
+        let mut statement = None;
+        plan.apply(|node| {
+            statement = match node {
+                LogicalPlan::Copy(_) => Some("COPY … TO"),
+                LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => {
+                    Some("CREATE EXTERNAL TABLE")
+                }
+                LogicalPlan::Extension(ext)
+                    if ext
+                        .node
+                        .as_any()
+                        .downcast_ref::<crate::crawl::CrawlerCommand>()
+                        .is_some_and(|c| {
+                            matches!(c.statement, crate::crawl::CrawlerStatement::Create { .. })
+                        }) =>
+                {
+                    Some("CREATE CRAWLER")
+                }
+                _ => None,
+            };
+            Ok(if statement.is_some() {
+                datafusion::common::tree_node::TreeNodeRecursion::Stop
+            } else {
+                datafusion::common::tree_node::TreeNodeRecursion::Continue
+            })
+        })?;
+        let Some(statement) = statement else {
+            return Ok(());
+        };
+        Err(Error::FileAccess { statement })
     }
 
     /// Makes unqualified table names resolve in `database` (Postgres' `search_path`).
@@ -544,6 +631,12 @@ impl Session {
             .catalog
             .snapshot_within(self.engine.metadata_ttl)
             .await;
+        let plan = self.plan_statement(statement).await?;
+        self.check_file_access(&plan)?;
+        Ok(plan)
+    }
+
+    async fn plan_statement(&self, statement: &Statement) -> Result<LogicalPlan> {
         let statement = match statement {
             Statement::Crawler(c) => return crate::crawl::CrawlerCommand::plan(c.clone()),
             Statement::Delivery(d) => return Ok(crate::delivery::DeliveryCommand::plan(d.clone())),

@@ -36,6 +36,14 @@ pub enum Error {
     #[error("unrecognized configuration parameter \"{name}\"")]
     UnknownSetting { name: String },
 
+    /// A statement that reads or writes files or object-store paths by name, from a session
+    /// whose user may not.
+    #[error(
+        "permission denied: {statement} names a file or object-store location, which only users \
+         listed in [auth] file_access may do"
+    )]
+    FileAccess { statement: &'static str },
+
     #[error("location {location} {reason}")]
     Location { location: String, reason: String },
 
@@ -110,6 +118,7 @@ impl Error {
             }
             Self::DeliveryOption { .. } => "22023",
             Self::UnknownSetting { .. } => "42704",
+            Self::FileAccess { .. } => "42501",
             Self::Location { .. } => "58P01",
             Self::Config { .. } => "F0000",
             Self::Parameter(_) => "22023",

@@ -875,3 +875,22 @@ def test_large_result_streams_complete(flight):
     assert table.num_rows == (n + 2) // 3
     assert pc.count_distinct(table.column(0)).as_py() == table.num_rows
     assert pc.sum(table.column(0)).as_py() == sum(range(0, n, 3))
+
+
+def test_auth_file_access_only_for_listed_users(tarn_factory, tmp_path):
+    """COPY … TO a path reads or writes whatever the server can: only [auth] file_access users."""
+    cfg = tmp_path / "tarn.toml"
+    cfg.write_text('[auth]\nfile_access = ["alice"]\n' + AUTH_TOML)
+    t = tarn_factory.start(tmp_path / "warehouse", config=cfg)
+    out = tmp_path / "out"
+    copy = f"COPY (SELECT 1 AS a) TO '{out}/x.parquet' STORED AS PARQUET"
+    with connect(t.flight_uri, username="bob", password="hunter2") as conn:
+        for call in (lambda: query(conn, copy), lambda: update(conn, copy)):
+            e = adbc_error(call)
+            assert e.status_code == Status.UNAUTHORIZED and sqlstate(e) == "42501", e
+            assert "[auth] file_access" in str(e), e
+        assert not out.exists()
+        assert query(conn, "SELECT current_user") == [("bob",)]
+    with connect(t.flight_uri, username="alice", password="s3cret") as conn:
+        update(conn, copy)
+        assert (out / "x.parquet").exists()

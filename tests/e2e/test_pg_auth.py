@@ -183,3 +183,35 @@ def test_startup_settings_apply_and_bad_ones_refuse(tarn):
         assert c.pgconn.parameter_status(b"TimeZone") == b"Europe/Berlin"
         text = c.execute("SELECT CAST(TIMESTAMPTZ '2026-01-01 12:00:00+00' AS TEXT)").fetchone()[0]
         assert "13:00:00+01" in text, text
+
+
+def test_file_access_only_for_listed_users(tarn_factory, tmp_path):
+    """Statements that name a server path read or write whatever the server can: only users in
+    [auth] file_access may run them (Postgres: superusers, pg_write_server_files)."""
+    out = tmp_path / "out"
+    t = tarn_factory.start(config=config(tmp_path, '[auth]\nfile_access = ["alice"]\n' + USERS))
+    with connect(t, user="bob", password="hunter2") as c:
+        for sql in [
+            f"COPY (SELECT 1 AS a) TO '{out}/b.parquet' STORED AS PARQUET",
+            f"EXPLAIN ANALYZE COPY (SELECT 1 AS a) TO '{out}/b.parquet' STORED AS PARQUET",
+            f"CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '{tmp_path}/'",
+            f"CREATE CRAWLER peek ON '{tmp_path}/' INTO public",
+        ]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+                c.execute(sql)
+            assert "[auth] file_access" in str(e.value), sql
+        assert not out.exists()
+        # Everything else still works for bob, and the refusals left the session usable.
+        assert c.execute("SELECT current_user, count(*) FROM (VALUES (1), (2)) v(x)"
+                         ).fetchone() == ("bob", 2)
+    with connect(t, user="alice", password="s3cret-A") as c:
+        c.execute(f"COPY (SELECT 7 AS a) TO '{out}/a.parquet' STORED AS PARQUET")
+        c.execute(f"CREATE EXTERNAL TABLE mine STORED AS PARQUET LOCATION '{out}/'")
+        assert c.execute("SELECT a FROM mine").fetchone() == (7,)
+
+
+def test_file_access_names_only_configured_users(tmp_path):
+    code, out, wrote = run_tarn_expect_failure(
+        tmp_path / "w", config=config(tmp_path, '[auth]\nfile_access = ["carol"]\n' + USERS))
+    assert code != 0 and not wrote
+    assert 'auth.file_access: "carol" is not one of [auth.users]' in out, out[-2000:]

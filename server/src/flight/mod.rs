@@ -68,6 +68,7 @@ pub(crate) struct FlightSql {
     engine: QueryEngine,
     running: Running,
     auth: Arc<Auth>,
+    files: crate::config::FileAccess,
 }
 
 /// The service with authentication in front of every call but the handshake.
@@ -79,11 +80,11 @@ pub(crate) struct Authenticated {
 pub(crate) fn service(
     engine: QueryEngine,
     config: &FlightConfig,
-    users: &std::collections::BTreeMap<String, tarn_catalog::Secret>,
+    users: &crate::config::AuthConfig,
     running: Running,
 ) -> Result<FlightServiceServer<Authenticated>, String> {
     let auth = Arc::new(Auth::new(
-        users,
+        &users.users,
         Duration::from_secs(config.token_ttl_secs),
     )?);
     let service = Authenticated {
@@ -91,6 +92,7 @@ pub(crate) fn service(
             engine,
             running,
             auth,
+            files: users.file_access(),
         },
     };
     Ok(FlightServiceServer::new(service)
@@ -156,6 +158,7 @@ pub(crate) fn status(e: tarn_sql::Error) -> Status {
         "42P01" | "3F000" | "42704" | "26000" => Code::NotFound,
         "42P07" | "42P06" | "42710" => Code::AlreadyExists,
         "0A000" => Code::Unimplemented,
+        "42501" => Code::PermissionDenied,
         "57014" => Code::Cancelled,
         "53200" | "53300" => Code::ResourceExhausted,
         "55000" | "F0000" | "2BP01" => Code::FailedPrecondition,
@@ -354,8 +357,14 @@ fn is_count_schema(schema: &Schema) -> bool {
 }
 
 impl FlightSql {
-    fn session(&self) -> Result<Session, Status> {
-        self.engine.session().map_err(status)
+    /// A session for `who`'s call.
+    fn session(&self, who: &Caller) -> Result<Session, Status> {
+        let session = self.engine.session().map_err(status)?;
+        if let Some(user) = &who.user {
+            session.set_user(user);
+        }
+        session.set_file_access(self.files.allows(who.user.as_deref()));
+        Ok(session)
     }
 
     /// Parses and plans `sql`, which must be one statement.
@@ -440,8 +449,9 @@ impl FlightSql {
         &self,
         mut handle: Handle,
         descriptor: FlightDescriptor,
+        who: &Caller,
     ) -> Result<Response<FlightInfo>, Status> {
-        let session = Arc::new(self.session()?);
+        let session = Arc::new(self.session(who)?);
         let plan = self.plan_one(&session, &handle.sql).await?;
         let mut schema = flight_schema(&plan);
         if matches!(plan, LogicalPlan::Dml(_)) {
@@ -479,7 +489,7 @@ impl FlightSql {
         if let Some((schema, batches)) = handle.result()? {
             return Ok(batches_stream(schema, batches));
         }
-        let session = Arc::new(self.session()?);
+        let session = Arc::new(self.session(&who)?);
         let plan = self.plan_one(&session, &handle.sql).await?;
         let schema = flight_schema(&plan);
         let params = handle.params()?;
@@ -768,7 +778,8 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         transactions_unsupported(query.transaction_id.as_ref())?;
-        self.statement_info(Handle::new(query.query), request.into_inner())
+        let who = caller(&request);
+        self.statement_info(Handle::new(query.query), request.into_inner(), &who)
             .await
     }
 
@@ -788,7 +799,9 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = Handle::decode(&cmd.prepared_statement_handle)?;
-        self.statement_info(handle, request.into_inner()).await
+        let who = caller(&request);
+        self.statement_info(handle, request.into_inner(), &who)
+            .await
     }
 
     async fn get_flight_info_catalogs(
@@ -915,20 +928,20 @@ impl FlightSqlService for FlightSql {
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let session = self.session()?;
+        let session = self.session(&caller(&request))?;
         Ok(batch_stream(metadata::db_schemas(&session, query)?))
     }
 
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         // The catalog as of the metadata TTL, as queries see it.
         self.engine.catalog_snapshot().await;
-        let session = self.session()?;
+        let session = self.session(&caller(&request))?;
         Ok(batch_stream(metadata::tables(&session, query).await?))
     }
 
@@ -1011,10 +1024,10 @@ impl FlightSqlService for FlightSql {
     async fn do_put_statement_update(
         &self,
         cmd: CommandStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         transactions_unsupported(cmd.transaction_id.as_ref())?;
-        let session = self.session()?;
+        let session = self.session(&caller(&request))?;
         let outputs = session.sql(&cmd.query).await.map_err(status)?;
         let mut rows = 0i64;
         for output in outputs {
@@ -1029,6 +1042,7 @@ impl FlightSqlService for FlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         transactions_unsupported(cmd.transaction_id.as_ref())?;
+        let who = caller(&request);
         if cmd.temporary {
             return Err(Status::unimplemented("temporary tables are not supported"));
         }
@@ -1082,7 +1096,7 @@ impl FlightSqlService for FlightSql {
         let source = futures::stream::iter(first.map(Ok)).chain(rest);
         let source: SendableRecordBatchStream =
             Box::pin(RecordBatchStreamAdapter::new(schema, source));
-        let session = self.session()?;
+        let session = self.session(&who)?;
         let rows = session
             .ingest(table, source, if_missing, if_exists)
             .await
@@ -1096,8 +1110,9 @@ impl FlightSqlService for FlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let handle = Handle::decode(&query.prepared_statement_handle)?;
+        let who = caller(&request);
         let params = put_parameters(request, handle::MAX_PARAMS_BYTES * 4).await?;
-        let session = self.session()?;
+        let session = self.session(&who)?;
         let plan = self.plan_one(&session, &handle.sql).await?;
         let types = parameter_types(&plan).map_err(status)?;
         let params = params
@@ -1117,11 +1132,12 @@ impl FlightSqlService for FlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let handle = Handle::decode(&query.prepared_statement_handle)?;
+        let who = caller(&request);
         let mut params = put_parameters(request, 256 << 20).await?;
         if params.is_empty() {
             params = handle.params()?;
         }
-        let session = Arc::new(self.session()?);
+        let session = Arc::new(self.session(&who)?);
         let plan = self.plan_one(&session, &handle.sql).await?;
         self.update(session, plan, params).await
     }
@@ -1139,10 +1155,10 @@ impl FlightSqlService for FlightSql {
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         transactions_unsupported(query.transaction_id.as_ref())?;
-        let session = self.session()?;
+        let session = self.session(&caller(&request))?;
         let plan = self.plan_one(&session, &query.query).await?;
         let types = parameter_types(&plan).map_err(status)?;
         let parameters = Schema::new(

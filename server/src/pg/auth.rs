@@ -43,6 +43,7 @@ pub(crate) struct PgAuth {
     tls_required: bool,
     random: SystemRandom,
     pids: Arc<dyn PidSecretKeyGenerator>,
+    files: crate::config::FileAccess,
 }
 
 struct UserKeys {
@@ -64,9 +65,10 @@ impl Debug for PgAuth {
 impl PgAuth {
     pub(crate) fn new(
         config: &PgConfig,
-        users: &std::collections::BTreeMap<String, tarn_catalog::Secret>,
+        auth: &crate::config::AuthConfig,
         tls_cert: Option<Vec<u8>>,
     ) -> Result<Self, String> {
+        let users = &auth.users;
         let random = SystemRandom::new();
         let bytes = |n: usize| {
             let mut b = vec![0u8; n];
@@ -104,6 +106,7 @@ impl PgAuth {
             tls_required: config.tls.as_ref().is_some_and(|t| t.required),
             random,
             pids: Arc::new(pgwire::api::RandomPidSecretKeyGenerator::default()),
+            files: auth.file_access(),
         })
     }
 
@@ -303,9 +306,12 @@ impl StartupHandler for TarnStartupHandler {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if registration.is_none() {
-                if let Some(user) = client.metadata().get(pgwire::api::METADATA_USER) {
+                let user = client.metadata().get(pgwire::api::METADATA_USER);
+                if let Some(user) = user {
                     self.session.set_user(user);
                 }
+                self.session
+                    .set_file_access(self.auth.files.allows(user.map(String::as_str)));
                 let (pid, secret) = client.pid_and_secret_key();
                 *registration = Some(self.statements.register(
                     pid,

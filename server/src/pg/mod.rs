@@ -1,20 +1,17 @@
 //! The Postgres wire: pgwire's protocol machinery, datafusion-postgres's type encoding and
-//! `SET`/`SHOW`/transaction hooks, and tarn's sessions. One [`Session`] per connection.
+//! tarn's sessions, settings (`SET`/`SHOW`) and transaction blocks. One [`Session`] per connection.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
-use datafusion_postgres::QueryHook;
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
 use datafusion_postgres::arrow_pg::datatypes::{
     arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
 };
-use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -25,6 +22,9 @@ use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandl
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::{NoticeResponse, TransactionStatus};
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 use tarn_sql::Statement;
@@ -35,6 +35,7 @@ mod auth;
 mod control;
 mod names;
 mod settings;
+mod transaction;
 
 pub(crate) use auth::{PgAuth, tls};
 use control::{Control, Running, Statements, TarnCancelHandler};
@@ -102,10 +103,10 @@ impl ConnectionHandlers {
             query: Arc::new(TarnQueryHandler {
                 parser: Arc::new(TarnQueryParser {
                     session: Arc::clone(&session),
-                    hooks: vec![Arc::new(TransactionStatementHook)],
                 }),
                 session: Arc::clone(&session),
                 running: Arc::clone(&running),
+                block: Arc::default(),
             }),
             startup: Arc::new(auth::TarnStartupHandler::new(
                 Arc::clone(&shared.auth),
@@ -168,9 +169,9 @@ impl ErrorHandler for SqlStateErrorHandler {
 
 pub(crate) struct TarnQueryHandler {
     session: Arc<Session>,
-    /// Also holds the hooks, shared by both protocols.
     parser: Arc<TarnQueryParser>,
     running: Arc<Running>,
+    block: Arc<transaction::Block>,
 }
 
 /// Sends the `ParameterStatus` messages of settings that changed.
@@ -189,7 +190,62 @@ where
     Ok(())
 }
 
+/// Sends warnings and notices, ahead of the statement's response.
+async fn notify<C>(client: &mut C, notices: Vec<ErrorInfo>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for notice in notices {
+        client
+            .send(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+                notice,
+            )))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The block's status after `response`.
+fn status_after(status: TransactionStatus, response: &Response) -> TransactionStatus {
+    match response {
+        Response::TransactionStart(_) => status.to_in_transaction_state(),
+        Response::TransactionEnd(_) => status.to_idle_state(),
+        Response::Error(_) => status.to_error_state(),
+        _ => status,
+    }
+}
+
 impl TarnQueryHandler {
+    /// `ROLLBACK TO SAVEPOINT` of a savepoint the aborted block has brings it back: the
+    /// status pgwire reports afterwards must start from "in a transaction".
+    fn reopen_for<C: ClientInfo>(&self, client: &mut C, statement: Option<&SqlStatement>) {
+        if client.transaction_status() == TransactionStatus::Error
+            && let Some(SqlStatement::Rollback {
+                savepoint: Some(name),
+                ..
+            }) = statement
+            && self.block.has_savepoint(name)
+        {
+            client.set_transaction_status(TransactionStatus::Transaction);
+        }
+    }
+
+    /// Refuses a write where the transaction is read-only; the write's command, if it is one.
+    fn check_write<C: ClientInfo>(
+        &self,
+        client: &C,
+        statement: &Statement,
+    ) -> PgWireResult<Option<String>> {
+        let command = statement.write_command();
+        match &command {
+            Some(command) if settings::read_only(client.metadata()) => {
+                Err(transaction::read_only(command))
+            }
+            _ => Ok(command),
+        }
+    }
+
     /// Starts a statement: cancellable from now, under the connection's statement_timeout.
     fn start<C: ClientInfo>(&self, client: &C) -> Control {
         self.running
@@ -317,6 +373,24 @@ fn pg_names(statement: &Statement, plan: &LogicalPlan) -> Option<Vec<Option<Stri
 
 #[async_trait]
 impl SimpleQueryHandler for TarnQueryHandler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if client.transaction_status() == TransactionStatus::Error {
+            let first = self
+                .session
+                .parse(&query.query)
+                .ok()
+                .and_then(|mut s| (!s.is_empty()).then(|| s.swap_remove(0)));
+            self.reopen_for(client, first.as_ref().and_then(Statement::as_sql));
+        }
+        self._on_query(client, query).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -330,38 +404,53 @@ impl SimpleQueryHandler for TarnQueryHandler {
         }
         let count = statements.len();
         let mut responses = Vec::with_capacity(count);
+        let mut status = client.transaction_status();
         'statements: for (i, statement) in statements.into_iter().enumerate() {
+            if let Some(s) = statement.as_sql()
+                && let Some(answer) =
+                    self.block
+                        .answer(&self.session, client.metadata_mut(), s, status)
+            {
+                match answer {
+                    Ok(answer) => {
+                        notify(client, answer.notices).await?;
+                        status = status_after(status, &answer.response);
+                        responses.push(answer.response);
+                        continue 'statements;
+                    }
+                    Err(e) => {
+                        responses.push(error_response(e));
+                        break 'statements;
+                    }
+                }
+            }
+            if status == TransactionStatus::Error {
+                responses.push(error_response(transaction::aborted()));
+                break 'statements;
+            }
             if let Some(response) = deallocate(client.portal_store(), &statement) {
                 responses.push(response);
                 continue 'statements;
             }
-            if let Some(s) = statement.as_sql() {
-                if settings::handles(s) {
-                    match self.settings(client, s, &Format::UnifiedText).await {
-                        Ok(r) => responses.push(r),
-                        Err(e) => {
-                            responses.push(error_response(e));
-                            break 'statements;
-                        }
-                    }
-                    continue 'statements;
-                }
-                for hook in &self.parser.hooks {
-                    if let Some(result) = hook
-                        .handle_simple_query(s, self.session.context(), client)
-                        .await
-                    {
-                        match result {
-                            Ok(r) => responses.push(r),
-                            Err(e) => {
-                                responses.push(error_response(e));
-                                break 'statements;
-                            }
-                        }
-                        continue 'statements;
+            if let Some(s) = statement.as_sql()
+                && settings::handles(s)
+            {
+                match self.settings(client, s, &Format::UnifiedText).await {
+                    Ok(r) => responses.push(r),
+                    Err(e) => {
+                        responses.push(error_response(e));
+                        break 'statements;
                     }
                 }
+                continue 'statements;
             }
+            let write = match self.check_write(client, &statement) {
+                Ok(write) => write,
+                Err(e) => {
+                    responses.push(error_response(e));
+                    break 'statements;
+                }
+            };
             let control = self.start(client);
             let session = Arc::clone(&self.session);
             let work = async move {
@@ -379,6 +468,9 @@ impl SimpleQueryHandler for TarnQueryHandler {
             let result = control.run(on_executor(&self.session, work)).await;
             match result {
                 Ok((output, names)) => {
+                    if write.is_some() {
+                        self.block.wrote(status);
+                    }
                     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
                     let response = self
                         .respond(
@@ -439,7 +531,6 @@ fn error_response(e: PgWireError) -> Response {
 
 pub(crate) struct TarnQueryParser {
     session: Arc<Session>,
-    hooks: Vec<Arc<dyn QueryHook>>,
 }
 
 /// A plan with no input and `schema`'s columns: what a settings or transaction statement
@@ -481,7 +572,15 @@ impl QueryParser for TarnQueryParser {
         }
         let statement = statements.remove(0);
         if let Some(s) = statement.as_sql() {
-            if settings::handles(s) {
+            // Transaction and settings statements describe themselves as no rows, or SHOW's.
+            let control = transaction::is_exit(s)
+                || matches!(
+                    s,
+                    SqlStatement::StartTransaction { .. }
+                        | SqlStatement::Savepoint { .. }
+                        | SqlStatement::ReleaseSavepoint { .. }
+                );
+            if control || settings::handles(s) {
                 let plan = empty_plan(settings::schema(s))?;
                 return Ok(Some(PgStatement {
                     statement,
@@ -489,18 +588,9 @@ impl QueryParser for TarnQueryParser {
                     names: None,
                 }));
             }
-            for hook in &self.hooks {
-                if let Some(plan) = hook
-                    .handle_extended_parse_query(s, self.session.context(), client)
-                    .await
-                {
-                    return Ok(Some(PgStatement {
-                        statement,
-                        plan: plan?,
-                        names: None,
-                    }));
-                }
-            }
+        }
+        if client.transaction_status() == TransactionStatus::Error {
+            return Err(transaction::aborted());
         }
         let plan = self.session.plan(&statement).await.map_err(pg_error)?;
         let plan = resolve_parameter_types(plan).map_err(pg_error)?;
@@ -542,6 +632,26 @@ impl ExtendedQueryHandler for TarnQueryHandler {
     type Statement = PgStatement;
     type QueryParser = TarnQueryParser;
 
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if client.transaction_status() == TransactionStatus::Error {
+            let name = message.name.as_deref().unwrap_or("");
+            let statement = match client.portal_store().get_portal(name) {
+                Some(pgwire::api::store::Entry::Value(portal)) => {
+                    Some(portal.statement.statement.statement.clone())
+                }
+                _ => None,
+            };
+            self.reopen_for(client, statement.as_ref().and_then(Statement::as_sql));
+        }
+        self._on_execute(client, message).await
+    }
+
     fn query_parser(&self) -> Arc<TarnQueryParser> {
         Arc::clone(&self.parser)
     }
@@ -563,28 +673,28 @@ impl ExtendedQueryHandler for TarnQueryHandler {
             plan,
             names,
         } = &portal.statement.statement;
+        let status = client.transaction_status();
+        if let Some(s) = statement.as_sql()
+            && let Some(answer) = self
+                .block
+                .answer(&self.session, client.metadata_mut(), s, status)
+        {
+            let answer = answer?;
+            notify(client, answer.notices).await?;
+            return Ok(answer.response);
+        }
+        if status == TransactionStatus::Error {
+            return Err(transaction::aborted());
+        }
         if let Some(response) = deallocate(client.portal_store(), statement) {
             return Ok(response);
         }
-        if let Some(s) = statement.as_sql() {
-            if settings::handles(s) {
-                return self.settings(client, s, &portal.result_column_format).await;
-            }
-            for hook in &self.parser.hooks {
-                if let Some(result) = hook
-                    .handle_extended_query(
-                        s,
-                        plan,
-                        &ParamValues::List(vec![]),
-                        self.session.context(),
-                        client,
-                    )
-                    .await
-                {
-                    return result;
-                }
-            }
+        if let Some(s) = statement.as_sql()
+            && settings::handles(s)
+        {
+            return self.settings(client, s, &portal.result_column_format).await;
         }
+        let write = self.check_write(client, statement)?;
         let types = parameter_types(plan).map_err(pg_error)?;
         let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
         let params = deserialize_parameters(portal, &type_refs)?;
@@ -596,6 +706,9 @@ impl ExtendedQueryHandler for TarnQueryHandler {
         let session = Arc::clone(&self.session);
         let work = async move { session.execute(plan).await.map_err(pg_error) };
         let output = control.run(on_executor(&self.session, work)).await?;
+        if write.is_some() {
+            self.block.wrote(status);
+        }
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         self.respond(
             output,

@@ -597,6 +597,53 @@ fn assign(
         .then(|| (setting.display.to_owned(), value)))
 }
 
+/// Sets a transaction's isolation level and access mode (`BEGIN …`, `SET TRANSACTION …`),
+/// or with `characteristics` the session's defaults (`SET SESSION CHARACTERISTICS AS …`).
+pub(crate) fn set_modes(
+    session: &Session,
+    metadata: &mut HashMap<String, String>,
+    modes: &[TransactionMode],
+    characteristics: bool,
+) -> PgWireResult<Vec<(String, String)>> {
+    let prefix = if characteristics {
+        "default_transaction_"
+    } else {
+        "transaction_"
+    };
+    let mut statuses = Vec::new();
+    for mode in modes {
+        let (name, value) = match mode {
+            TransactionMode::IsolationLevel(level) => {
+                ("isolation", level.to_string().to_lowercase())
+            }
+            TransactionMode::AccessMode(access) => (
+                "read_only",
+                if access.to_string().eq_ignore_ascii_case("read only") {
+                    "on".to_owned()
+                } else {
+                    "off".to_owned()
+                },
+            ),
+        };
+        let name = format!("{prefix}{name}");
+        let setting = find(&name).ok_or_else(|| unrecognized(&name))?;
+        statuses.extend(assign(session, metadata, setting, Some(&value))?);
+    }
+    Ok(statuses)
+}
+
+/// Forgets what the ending transaction set for itself: the next one starts from the
+/// session's defaults.
+pub(crate) fn end_transaction(metadata: &mut HashMap<String, String>) {
+    metadata.remove("transaction_isolation");
+    metadata.remove("transaction_read_only");
+}
+
+/// Whether the current transaction (or the statement's own, outside a block) is read-only.
+pub(crate) fn read_only(metadata: &HashMap<String, String>) -> bool {
+    find("transaction_read_only").is_some_and(|s| current(metadata, s) == "on")
+}
+
 /// What a settings statement did.
 pub(crate) enum Outcome {
     /// A command tag and the `ParameterStatus` messages to send.
@@ -720,30 +767,7 @@ pub(crate) fn execute(
                     "SET TRANSACTION SNAPSHOT is not supported".to_owned(),
                 ));
             }
-            let prefix = if *characteristics {
-                "default_transaction_"
-            } else {
-                "transaction_"
-            };
-            let mut statuses = Vec::new();
-            for mode in modes {
-                let (name, value) = match mode {
-                    TransactionMode::IsolationLevel(level) => {
-                        ("isolation", level.to_string().to_lowercase())
-                    }
-                    TransactionMode::AccessMode(access) => (
-                        "read_only",
-                        if access.to_string().eq_ignore_ascii_case("read only") {
-                            "on".to_owned()
-                        } else {
-                            "off".to_owned()
-                        },
-                    ),
-                };
-                let name = format!("{prefix}{name}");
-                let setting = find(&name).ok_or_else(|| unrecognized(&name))?;
-                statuses.extend(assign(session, metadata, setting, Some(&value))?);
-            }
+            let statuses = set_modes(session, metadata, modes, *characteristics)?;
             Ok(Outcome::Done("SET", statuses))
         }
         SqlStatement::Set(Set::SetRole { .. }) => unsupported("SET ROLE"),
