@@ -412,6 +412,69 @@ def test_savepoints(tarn_demo):
             assert conn.execute("SELECT count(*) FROM demo.nation").fetchone() == (25,)
 
 
+def test_transaction_statement_errors_and_warnings(tarn):
+    """What Postgres answers around blocks: savepoints need a block (25P01), unknown ones are
+    3B001, BEGIN inside a block and COMMIT outside one warn, and a rollback over writes warns
+    that they stay (tarn commits each write when it runs)."""
+    TS = psycopg.pq.TransactionStatus
+    with tarn.psycopg() as conn:
+        notices = []
+        conn.add_notice_handler(lambda d: notices.append((d.severity, d.sqlstate, d.message_primary)))
+        t = _table(conn)
+        for sql in ("SAVEPOINT a", "RELEASE SAVEPOINT a", "ROLLBACK TO SAVEPOINT a"):
+            with pytest.raises(psycopg.errors.NoActiveSqlTransaction):
+                conn.execute(sql)
+        assert conn.execute("COMMIT").statusmessage == "COMMIT"
+        assert notices.pop() == ("WARNING", "25P01", "there is no transaction in progress")
+        conn.execute("SET TRANSACTION READ ONLY")
+        assert notices.pop()[1] == "25P01"
+        assert _show(conn, "transaction_read_only") == "off"
+
+        conn.execute("BEGIN")
+        assert conn.execute("BEGIN").statusmessage == "BEGIN"
+        assert notices.pop() == ("WARNING", "25001", "there is already a transaction in progress")
+        with pytest.raises(psycopg.errors.InvalidSavepointSpecification) as ei:
+            conn.execute("RELEASE SAVEPOINT nope")
+        assert 'savepoint "nope" does not exist' in str(ei.value)
+        assert conn.info.transaction_status == TS.INERROR
+        with pytest.raises(psycopg.errors.InvalidSavepointSpecification):
+            conn.execute("ROLLBACK TO nope")  # an aborted block stays aborted
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("SAVEPOINT b")
+        assert conn.execute("ROLLBACK").statusmessage == "ROLLBACK"
+        assert conn.info.transaction_status == TS.IDLE
+
+        # Savepoint names fold like identifiers; a name set twice rolls back to the newest.
+        conn.execute("BEGIN")
+        conn.execute("SAVEPOINT Sp")
+        conn.execute(f"INSERT INTO {t} VALUES (1)")
+        conn.execute('SAVEPOINT "sp"')
+        conn.execute(f"INSERT INTO {t} VALUES (2)")
+        assert notices == []
+        conn.execute("ROLLBACK TO SAVEPOINT sp")
+        assert notices.pop()[2].startswith("1 statement in this transaction wrote data")
+        conn.execute("ROLLBACK TO SAVEPOINT sp")  # still there, and nothing wrote since
+        assert notices == []
+        conn.execute("RELEASE sp")
+        conn.execute("ROLLBACK TO SP")  # the first one
+        assert notices.pop()[2].startswith("2 statements in this transaction wrote data")
+        conn.execute("ROLLBACK")
+        assert notices.pop()[2].startswith("2 statements")
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (2,)
+
+        # One simple query with the whole block, and COMMIT AND CHAIN keeping the block open.
+        conn.execute("BEGIN READ ONLY; SAVEPOINT x; ROLLBACK TO x; COMMIT AND CHAIN")
+        assert conn.info.transaction_status == TS.INTRANS
+        assert _show(conn, "transaction_read_only") == "on"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as ei:
+            conn.execute(f"INSERT INTO {t} VALUES (3)")
+        assert str(ei.value).startswith("cannot execute INSERT in a read-only transaction")
+        conn.execute("ROLLBACK")
+        assert _show(conn, "transaction_read_only") == "off"
+        conn.execute(f"INSERT INTO {t} VALUES (3)")
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (3,)
+
+
 def test_server_side_cursor(tarn_demo):
     """psycopg named cursors (and SQLAlchemy's stream_results on psycopg2, pandas chunksize)
     are DECLARE ... CURSOR / FETCH / CLOSE."""

@@ -245,7 +245,8 @@ impl Block {
         let at = find(&state.savepoints, name).ok_or_else(|| no_savepoint(name))?;
         // The savepoint stays: a block may roll back to it again.
         state.savepoints.truncate(at + 1);
-        let since = state.writes - state.savepoints[at].writes;
+        let writes = state.writes;
+        let since = writes - std::mem::replace(&mut state.savepoints[at].writes, writes);
         Ok(Answer {
             response: Response::Execution(Tag::new("ROLLBACK")),
             notices: not_undone(since),
@@ -284,8 +285,8 @@ fn not_undone(writes: usize) -> Vec<ErrorInfo> {
     vec![warning(
         "01000",
         format!(
-            "{writes} {statements} in this transaction wrote data, and stay written: tarn \
-             commits each write when it runs, and a rollback cannot undo it"
+            "{writes} {statements} in this transaction wrote data that stays: tarn commits \
+             each write when it runs, and a rollback cannot undo it"
         ),
     )]
 }
