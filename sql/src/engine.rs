@@ -15,7 +15,6 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::setup_pg_catalog;
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use tarn_catalog::{Catalog, Database, Op};
 use tarn_ingest::Ingester;
 
@@ -59,7 +58,7 @@ pub(crate) struct EngineInner {
     pub(crate) metadata_ttl: Duration,
     pub(crate) deliveries: Option<Arc<tarn_ingest::delivery::Deliveries>>,
     base: SessionState,
-    pg_parser: PostgresCompatibilityParser,
+    pg_parser: crate::pg_parse::PgParser,
     /// Where queries run: a pool of their own, beside the server's runtime.
     executor: crate::Executor,
 }
@@ -136,7 +135,8 @@ impl QueryEngine {
             &ingester,
             streams,
             deliveries.clone(),
-        )?;
+        )
+        .await?;
         Ok(Self {
             inner: Arc::new(EngineInner {
                 catalog,
@@ -144,7 +144,7 @@ impl QueryEngine {
                 metadata_ttl: config.metadata_ttl(),
                 deliveries,
                 base,
-                pg_parser: PostgresCompatibilityParser::new(),
+                pg_parser: crate::pg_parse::PgParser::default(),
                 executor,
             }),
         })
@@ -189,7 +189,7 @@ impl QueryEngine {
 /// The state every session starts from: settings, functions, the `tarn` catalog and
 /// `pg_catalog`. Sessions copy it; what they change (settings, functions) is their own, and
 /// the catalog list they share is never changed after this.
-fn base_state(
+async fn base_state(
     config: &EngineConfig,
     runtime: &Arc<RuntimeEnv>,
     catalog: &Arc<Catalog>,
@@ -215,6 +215,7 @@ fn base_state(
         .with_default_features()
         // Lowers deltalake's own plan nodes (write metrics) inside our sessions.
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        .with_optimizer_rule(Arc::new(crate::pg_rewrite::LikeEscape))
         .build();
     let ctx = SessionContext::new_with_state(state);
     let lake = Arc::new(LakeCatalogProvider::new(
@@ -237,36 +238,8 @@ fn base_state(
     );
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
         .map_err(|e| Error::DataFusion(*e))?;
-    ctx.register_udf(version_udf());
+    crate::pg_functions::register(&ctx).await?;
     Ok(ctx.state())
-}
-
-/// The Postgres release tarn answers as: drivers and BI tools read it (`server_version`,
-/// `version()`) to decide which catalog queries to send.
-pub const PG_SERVER_VERSION: &str = "16.6";
-
-/// `version()` as Postgres words it, which tools parse (`PostgreSQL 16.6 …`).
-fn version_udf() -> datafusion::logical_expr::ScalarUDF {
-    use datafusion::arrow::datatypes::DataType;
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-    let text = format!(
-        "PostgreSQL {PG_SERVER_VERSION} (tarn {}, Apache DataFusion {}) on {}-{}",
-        env!("CARGO_PKG_VERSION"),
-        datafusion::DATAFUSION_VERSION,
-        std::env::consts::ARCH,
-        std::env::consts::OS,
-    );
-    create_udf(
-        "version",
-        vec![],
-        DataType::Utf8,
-        Volatility::Immutable,
-        std::sync::Arc::new(move |_args: &[ColumnarValue]| {
-            Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::Utf8(Some(text.clone())),
-            ))
-        }),
-    )
 }
 
 /// A statement of tarn's own (crawlers, deliveries); `None` for any other.

@@ -169,6 +169,9 @@ pub fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             _ => "XX000",
         },
         DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",
+        DataFusionError::Execution(msg) if msg.contains("subquery returned more than one row") => {
+            "21000"
+        }
         DataFusionError::Execution(msg)
             if msg.starts_with("Prepared statement") && msg.ends_with("does not exist") =>
         {

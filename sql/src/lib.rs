@@ -16,6 +16,9 @@ mod error;
 mod executor;
 mod ingest;
 pub mod params;
+mod pg_functions;
+mod pg_parse;
+mod pg_rewrite;
 mod provider;
 mod stores;
 mod stream_table;
@@ -26,10 +29,11 @@ pub use config::EngineConfig;
 pub use crawl::{CrawlerStatement, crawler_options};
 pub use delivery::DeliveryStatement;
 pub use engine::{
-    CATALOG_NAME, CommandTag, DEFAULT_DATABASE, PG_SERVER_VERSION, QueryEngine, QueryEngineArgs,
-    QueryOutput, Session, Statement,
+    CATALOG_NAME, CommandTag, DEFAULT_DATABASE, QueryEngine, QueryEngineArgs, QueryOutput, Session,
+    Statement,
 };
 pub use error::{Error, Result, datafusion_sqlstate};
 pub use executor::Executor;
 pub use ingest::{IfExists, IfMissing};
+pub use pg_functions::PG_SERVER_VERSION;
 pub use stores::SYSTEM_SCHEMA;

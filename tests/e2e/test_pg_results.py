@@ -475,6 +475,52 @@ def test_transaction_statement_errors_and_warnings(tarn):
         assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (3,)
 
 
+def test_scalar_subqueries_in_the_select_list(tarn_demo):
+    """A correlated subquery in the select list is computed per row (it once came back NULL),
+    one of several rows is 21000, and a parameter inside one is bound, not dropped."""
+    with tarn_demo.psycopg() as conn:
+        rows = conn.execute(
+            "SELECT n.n_name, (SELECT count(*) FROM demo.customer c "
+            "WHERE c.c_nationkey = n.n_nationkey) AS customers "
+            "FROM demo.nation n ORDER BY n.n_nationkey LIMIT 3").fetchall()
+        expected = conn.execute(
+            "SELECT n.n_name, count(c.c_custkey) FROM demo.nation n LEFT JOIN demo.customer c "
+            "ON c.c_nationkey = n.n_nationkey GROUP BY n.n_nationkey, n.n_name "
+            "ORDER BY n.n_nationkey LIMIT 3").fetchall()
+        assert rows == expected and all(count > 0 for _, count in rows), rows
+        with pytest.raises(psycopg.errors.CardinalityViolation):
+            conn.execute("SELECT (SELECT n_name FROM demo.nation) AS one")
+        for prepare in (False, True):
+            assert conn.execute(
+                "SELECT (SELECT n_name FROM demo.nation WHERE n_nationkey = %s) AS x",
+                (1,), prepare=prepare).fetchone() == ("ARGENTINA",)
+
+
+def test_catalog_functions_drivers_call(tarn_demo):
+    """psycopg's type lookup (to_regtype), SQLAlchemy's schema filter (LIKE … ESCAPE with the
+    pattern bound as a parameter) and column reflection (json_build_object), pg_size_pretty."""
+    with tarn_demo.psycopg() as conn:
+        assert conn.execute(
+            "SELECT to_regtype('integer'), to_regtype('pg_catalog.int8'), "
+            "to_regtype('character varying(5)'), to_regtype('text[]'), to_regtype('hstore')"
+        ).fetchone() == (23, 20, 1043, 1009, None)
+        schemas = [r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname NOT LIKE %s ESCAPE '/' "
+            "ORDER BY nspname", ("pg/_%",))]
+        assert "demo" in schemas and "pg_catalog" not in schemas, schemas
+        assert conn.execute("SELECT 'a_b' LIKE 'a!_b' ESCAPE '!', 'axb' LIKE 'a!_b' ESCAPE '!'"
+                            ).fetchone() == (True, False)
+        assert conn.execute(
+            "SELECT json_build_object('name', n_name, 'key', n_nationkey, 'none', NULL) "
+            "FROM demo.nation WHERE n_nationkey = 1").fetchone() == (
+            '{"key":1,"name":"ARGENTINA","none":null}',)
+        assert conn.execute(
+            "SELECT pg_size_pretty(CAST(10240 AS bigint)), pg_size_pretty(CAST(1572864 AS bigint))"
+        ).fetchone() == ("10 kB", "1536 kB")
+        assert conn.execute(
+            "SELECT pg_type_is_visible(23), pg_function_is_visible(1)").fetchone() == (True, True)
+
+
 def test_server_side_cursor(tarn_demo):
     """psycopg named cursors (and SQLAlchemy's stream_results on psycopg2, pandas chunksize)
     are DECLARE ... CURSOR / FETCH / CLOSE."""

@@ -1,0 +1,386 @@
+//! Postgres functions BI tools and drivers call that `datafusion-pg-catalog` does not have:
+//! `version()`, `to_regtype`, the `*_is_visible` checks, `pg_size_pretty`, and the lookups
+//! that have no answer in a lake (`pg_get_serial_sequence`: tarn has no sequences).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Builder, StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::prelude::SessionContext;
+
+use crate::error::Result;
+
+/// The Postgres release tarn answers as: drivers and BI tools read it (`server_version`,
+/// `version()`) to decide which catalog queries to send.
+pub const PG_SERVER_VERSION: &str = "16.6";
+
+/// Registers the functions on `ctx`, whose `pg_catalog` is already set up.
+pub(crate) async fn register(ctx: &SessionContext) -> Result<()> {
+    ctx.register_udf(version());
+    ctx.register_udf(to_regtype(type_oids(ctx).await?));
+    for name in [
+        "pg_function_is_visible",
+        "pg_type_is_visible",
+        "pg_collation_is_visible",
+    ] {
+        ctx.register_udf(always_visible(name));
+    }
+    ctx.register_udf(pg_size_pretty());
+    ctx.register_udf(pg_get_serial_sequence());
+    ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
+    Ok(())
+}
+
+/// `version()` as Postgres words it, which tools parse (`PostgreSQL 16.6 …`).
+fn version() -> ScalarUDF {
+    let text = format!(
+        "PostgreSQL {PG_SERVER_VERSION} (tarn {}, Apache DataFusion {}) on {}-{}",
+        env!("CARGO_PKG_VERSION"),
+        datafusion::DATAFUSION_VERSION,
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+    );
+    create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.clone()))))
+        }),
+    )
+}
+
+/// `pg_type`'s names and OIDs, read once: types never change in tarn.
+async fn type_oids(ctx: &SessionContext) -> Result<HashMap<String, i32>> {
+    let batches = ctx
+        .sql("SELECT typname, CAST(oid AS INT) FROM pg_catalog.pg_type")
+        .await?
+        .collect()
+        .await?;
+    let mut oids = HashMap::new();
+    for batch in batches {
+        let names = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let values = batch
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        for i in 0..batch.num_rows() {
+            if names.is_valid(i) && values.is_valid(i) {
+                oids.insert(names.value(i).to_owned(), values.value(i));
+            }
+        }
+    }
+    Ok(oids)
+}
+
+/// The `pg_type` name a type name written in SQL stands for: `integer` is `int4`,
+/// `text[]` is `_text`, `pg_catalog.` and quotes are dropped. `None`: not a type name.
+fn type_name(written: &str) -> Option<String> {
+    let mut name = written.trim().to_lowercase();
+    if let Some(rest) = name.strip_prefix("pg_catalog.") {
+        name = rest.to_owned();
+    }
+    let name = name.replace('"', "");
+    if let Some(element) = name.strip_suffix("[]") {
+        return type_name(element).map(|e| format!("_{e}"));
+    }
+    // A length or precision, `varchar(20)`, `numeric(10,2)`, names the same type.
+    let base = match name.find('(') {
+        Some(at) if name.ends_with(')') => name[..at].trim_end().to_owned(),
+        Some(_) => return None,
+        None => name,
+    };
+    let canonical = match base.as_str() {
+        "integer" | "int" => "int4",
+        "smallint" => "int2",
+        "bigint" => "int8",
+        "real" => "float4",
+        "double precision" | "float" => "float8",
+        "boolean" => "bool",
+        "character varying" => "varchar",
+        "character" | "char" => "bpchar",
+        "decimal" => "numeric",
+        "timestamp without time zone" => "timestamp",
+        "timestamp with time zone" => "timestamptz",
+        "time without time zone" => "time",
+        "time with time zone" => "timetz",
+        "bit varying" => "varbit",
+        other => other,
+    };
+    Some(canonical.to_owned())
+}
+
+/// `to_regtype(text)`: the type's OID, or NULL for a name that is not a type (psycopg
+/// looks types up this way, e.g. `hstore` when SQLAlchemy connects).
+fn to_regtype(oids: HashMap<String, i32>) -> ScalarUDF {
+    create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let args = ColumnarValue::values_to_arrays(args)?;
+            let names = datafusion::arrow::compute::cast(&args[0], &DataType::Utf8)?;
+            let names = names.as_string::<i32>();
+            let mut out = Int32Builder::with_capacity(names.len());
+            for name in names.iter() {
+                out.append_option(name.and_then(type_name).and_then(|n| oids.get(&n).copied()));
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        }),
+    )
+}
+
+/// `pg_function_is_visible(oid)`, `pg_type_is_visible(oid)`, `pg_collation_is_visible(oid)`:
+/// every function, type and collation is in `pg_catalog`, always on the search path. Any
+/// integer is taken as an OID, as Postgres takes an integer constant.
+fn always_visible(name: &str) -> ScalarUDF {
+    ScalarUDF::new_from_impl(AlwaysVisible {
+        name: name.to_owned(),
+        signature: datafusion::logical_expr::Signature::any(1, Volatility::Stable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AlwaysVisible {
+    name: String,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for AlwaysVisible {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::common::Result<DataType> {
+        match &args[0] {
+            DataType::Null | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                Ok(DataType::Boolean)
+            }
+            DataType::UInt32 | DataType::UInt64 => Ok(DataType::Boolean),
+            other => datafusion::common::plan_err!(
+                "function {}({other}) does not exist: it takes an oid",
+                self.name
+            ),
+        }
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let oids = ColumnarValue::values_to_arrays(&args.args)?;
+        let visible: BooleanArray = (0..oids[0].len())
+            .map(|i| oids[0].is_valid(i).then_some(true))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(visible)))
+    }
+}
+
+/// `pg_size_pretty(bigint)`: bytes in the largest unit that keeps at least 10 of it, as
+/// Postgres rounds them (`10 kB`, `1536 kB`, `2 GB`).
+fn pg_size_pretty() -> ScalarUDF {
+    create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let args = ColumnarValue::values_to_arrays(args)?;
+            let sizes = args[0].as_primitive::<Int64Type>();
+            let mut out = StringBuilder::new();
+            for size in sizes.iter() {
+                out.append_option(size.map(size_pretty));
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// Postgres' `pg_size_pretty` (dbsize.c): each unit is kept while the size is below its
+/// limit; past `bytes` the value carries one extra bit, halved with rounding at the end.
+fn size_pretty(bytes: i64) -> String {
+    // (name, limit, rounds, bits)
+    const UNITS: [(&str, u64, bool, u32); 6] = [
+        ("bytes", 10 * 1024, false, 0),
+        ("kB", 20 * 1024 - 1, true, 10),
+        ("MB", 20 * 1024 - 1, true, 20),
+        ("GB", 20 * 1024 - 1, true, 30),
+        ("TB", 20 * 1024 - 1, true, 40),
+        ("PB", 20 * 1024 - 1, true, 50),
+    ];
+    let mut size = bytes;
+    for (i, &(name, limit, round, bits)) in UNITS.iter().enumerate() {
+        let Some(&(_, _, next_round, next_bits)) = UNITS.get(i + 1) else {
+            return finish(size, name, round);
+        };
+        if size.unsigned_abs() < limit {
+            return finish(size, name, round);
+        }
+        let shift = next_bits - bits - u32::from(next_round) + u32::from(round);
+        // Division, not a shift: negative sizes round like positive ones.
+        size /= 1i64 << shift;
+    }
+    unreachable!("the last unit returns")
+}
+
+fn finish(size: i64, unit: &str, round: bool) -> String {
+    let size = if round {
+        (size + if size < 0 { -1 } else { 1 }) / 2
+    } else {
+        size
+    };
+    format!("{size} {unit}")
+}
+
+/// `pg_get_serial_sequence(table, column)`: tarn has no sequences, so NULL, as Postgres
+/// answers for a column without one.
+fn pg_get_serial_sequence() -> ScalarUDF {
+    create_udf(
+        "pg_get_serial_sequence",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let args = ColumnarValue::values_to_arrays(args)?;
+            Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_null_array(&DataType::Utf8, args[0].len()),
+            ))
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_fold_to_pg_type_names() {
+        assert_eq!(type_name("integer").as_deref(), Some("int4"));
+        assert_eq!(type_name("pg_catalog.INT8").as_deref(), Some("int8"));
+        assert_eq!(
+            type_name("character varying(20)").as_deref(),
+            Some("varchar")
+        );
+        assert_eq!(type_name("text[]").as_deref(), Some("_text"));
+        assert_eq!(type_name("\"hstore\"").as_deref(), Some("hstore"));
+        assert_eq!(type_name("numeric(10").as_deref(), None);
+    }
+
+    #[test]
+    fn sizes_print_as_postgres_prints_them() {
+        // Each checked against PostgreSQL 16's pg_size_pretty.
+        for (bytes, text) in [
+            (0, "0 bytes"),
+            (10239, "10239 bytes"),
+            (10240, "10 kB"),
+            (1_572_864, "1536 kB"),
+            (10_485_247, "10239 kB"),
+            (10_485_760, "10 MB"),
+            (2_147_483_648, "2048 MB"),
+            (21_474_836_480, "20 GB"),
+            (-10240, "-10 kB"),
+        ] {
+            assert_eq!(size_pretty(bytes), text, "{bytes}");
+        }
+    }
+}
+
+/// `json_build_object(key, value, …)`: a JSON object, as text (SQLAlchemy's column
+/// reflection builds identity and collation details with it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl JsonBuildObject {
+    fn new() -> Self {
+        Self {
+            signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Stable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        if !args.args.len().is_multiple_of(2) {
+            return datafusion::common::plan_err!(
+                "argument list must have even number of elements"
+            );
+        }
+        let rows = args.number_rows;
+        let columns = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut out = StringBuilder::new();
+        for row in 0..rows {
+            let mut object = serde_json::Map::new();
+            for pair in columns.chunks(2) {
+                let key = ScalarValue::try_from_array(&pair[0], row)?;
+                if key.is_null() {
+                    return datafusion::common::exec_err!("null value not allowed for object key");
+                }
+                let key = match key {
+                    ScalarValue::Utf8(Some(k))
+                    | ScalarValue::LargeUtf8(Some(k))
+                    | ScalarValue::Utf8View(Some(k)) => k,
+                    other => other.to_string(),
+                };
+                let value = json_value(&ScalarValue::try_from_array(&pair[1], row)?);
+                object.insert(key, value);
+            }
+            out.append_value(serde_json::Value::Object(object).to_string());
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// A SQL value as JSON: numbers and booleans as themselves, the rest as their text.
+fn json_value(value: &ScalarValue) -> serde_json::Value {
+    use serde_json::Value;
+    if value.is_null() {
+        return Value::Null;
+    }
+    match value {
+        ScalarValue::Boolean(Some(b)) => Value::Bool(*b),
+        ScalarValue::Int8(Some(v)) => Value::from(*v),
+        ScalarValue::Int16(Some(v)) => Value::from(*v),
+        ScalarValue::Int32(Some(v)) => Value::from(*v),
+        ScalarValue::Int64(Some(v)) => Value::from(*v),
+        ScalarValue::UInt8(Some(v)) => Value::from(*v),
+        ScalarValue::UInt16(Some(v)) => Value::from(*v),
+        ScalarValue::UInt32(Some(v)) => Value::from(*v),
+        ScalarValue::UInt64(Some(v)) => Value::from(*v),
+        ScalarValue::Float32(Some(v)) => serde_json::Number::from_f64(f64::from(*v))
+            .map_or_else(|| Value::String(v.to_string()), Value::Number),
+        ScalarValue::Float64(Some(v)) => serde_json::Number::from_f64(*v)
+            .map_or_else(|| Value::String(v.to_string()), Value::Number),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Value::String(s.clone()),
+        other => Value::String(other.to_string()),
+    }
+}
