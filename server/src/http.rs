@@ -25,6 +25,8 @@ pub(crate) struct HttpState {
     pub(crate) streams: Arc<tarn_ingest::stream::Streams>,
     pub(crate) deliveries: Arc<tarn_ingest::delivery::Deliveries>,
     pub(crate) max_rows: usize,
+    /// `/query` has no user: it may name files only when no users are configured.
+    pub(crate) files: crate::config::FileAccess,
 }
 
 pub(crate) fn router(state: HttpState) -> Router {
@@ -179,6 +181,7 @@ async fn query(
     Json(request): Json<QueryRequest>,
 ) -> Result<Json<Value>, QueryError> {
     let session = state.engine.session().map_err(QueryError)?;
+    session.set_file_access(state.files.allows(None));
     let mut outputs = session.sql(&request.sql).await.map_err(QueryError)?;
     let Some(last) = outputs.pop() else {
         return Ok(Json(json!({"command": "EMPTY"})));

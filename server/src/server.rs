@@ -144,6 +144,7 @@ impl Server {
             streams: Arc::clone(&streams),
             deliveries: Arc::clone(&deliveries),
             max_rows: config.http.max_rows,
+            files: config.auth.file_access(),
         });
         let http_cancel = cancel.clone();
         tasks.spawn(async move {

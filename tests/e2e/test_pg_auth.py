@@ -6,6 +6,7 @@ import subprocess
 
 import psycopg
 import pytest
+import requests
 
 from conftest import run_tarn_expect_failure
 
@@ -204,6 +205,11 @@ def test_file_access_only_for_listed_users(tarn_factory, tmp_path):
         # Everything else still works for bob, and the refusals left the session usable.
         assert c.execute("SELECT current_user, count(*) FROM (VALUES (1), (2)) v(x)"
                          ).fetchone() == ("bob", 2)
+    # HTTP /query has no user: with users configured it may not name files either.
+    r = requests.post(t.http_url + "/query", json={
+        "sql": f"COPY (SELECT 1 AS a) TO '{out}/h.parquet' STORED AS PARQUET"}, timeout=30)
+    assert r.status_code == 400 and r.json()["sqlstate"] == "42501", r.text
+    assert not out.exists()
     with connect(t, user="alice", password="s3cret-A") as c:
         c.execute(f"COPY (SELECT 7 AS a) TO '{out}/a.parquet' STORED AS PARQUET")
         c.execute(f"CREATE EXTERNAL TABLE mine STORED AS PARQUET LOCATION '{out}/'")
