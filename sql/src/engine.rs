@@ -508,6 +508,29 @@ impl Session {
         Err(Error::FileAccess { statement })
     }
 
+    /// The connection's Postgres settings (lower-case names → values), for
+    /// `current_setting()`: the wire layer keeps them, and calls this when they change.
+    pub fn set_pg_settings(&self, settings: std::collections::HashMap<String, String>) {
+        self.ctx
+            .register_udf(crate::pg_functions::current_setting(settings));
+    }
+
+    /// The schemas of Postgres' `search_path` that exist, in order: what `current_schema()`
+    /// and `current_schemas()` answer.
+    pub fn set_search_path(&self, path: &[&str]) {
+        let snapshot = self.engine.catalog.snapshot();
+        let existing: Vec<String> = path
+            .iter()
+            .filter(|s| {
+                *s == &"pg_catalog" || *s == &"information_schema" || snapshot.database(s).is_some()
+            })
+            .map(|s| (*s).to_owned())
+            .collect();
+        for udf in crate::pg_functions::search_path_functions(&existing) {
+            self.ctx.register_udf(udf);
+        }
+    }
+
     /// Makes unqualified table names resolve in `database` (Postgres' `search_path`).
     pub fn set_default_database(&self, database: &str) -> Result<()> {
         if self.engine.catalog.snapshot().database(database).is_none() {

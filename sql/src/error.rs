@@ -156,6 +156,8 @@ pub fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 "42804"
             } else if msg.contains("already exists") {
                 "42P07"
+            } else if msg.starts_with("unrecognized configuration parameter") {
+                "42704"
             } else {
                 "42000"
             }

@@ -384,3 +384,139 @@ fn json_value(value: &ScalarValue) -> serde_json::Value {
         other => Value::String(other.to_string()),
     }
 }
+
+/// `current_setting(name [, missing_ok])` over one connection's settings (lower-case names),
+/// which the wire layer keeps and hands over whenever they change.
+pub(crate) fn current_setting(settings: HashMap<String, String>) -> ScalarUDF {
+    use datafusion::logical_expr::{Signature, TypeSignature};
+    ScalarUDF::new_from_impl(CurrentSetting {
+        settings,
+        signature: Signature::one_of(
+            vec![
+                TypeSignature::Exact(vec![DataType::Utf8]),
+                TypeSignature::Exact(vec![DataType::Utf8, DataType::Boolean]),
+            ],
+            Volatility::Stable,
+        ),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct CurrentSetting {
+    settings: HashMap<String, String>,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl std::hash::Hash for CurrentSetting {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut names: Vec<_> = self.settings.iter().collect();
+        names.sort();
+        names.hash(state);
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for CurrentSetting {
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let columns = ColumnarValue::values_to_arrays(&args.args)?;
+        let names = columns[0].as_string::<i32>();
+        let missing_ok = columns.get(1).map(|c| c.as_boolean().clone());
+        let mut out = StringBuilder::new();
+        for i in 0..names.len() {
+            if names.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let name = names.value(i).to_lowercase();
+            match self.settings.get(&name) {
+                Some(value) => out.append_value(value),
+                None if missing_ok
+                    .as_ref()
+                    .is_some_and(|m| m.is_valid(i) && m.value(i)) =>
+                {
+                    out.append_null();
+                }
+                None => {
+                    return datafusion::common::plan_err!(
+                        "unrecognized configuration parameter \"{name}\""
+                    );
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// `current_schema()` and `current_schemas(include_implicit)` over a search path's schemas
+/// that exist, in order; `pg_catalog` is searched first unless the path names it.
+pub(crate) fn search_path_functions(path: &[String]) -> [ScalarUDF; 2] {
+    let first = path.first().cloned();
+    let current_schema = create_udf(
+        "current_schema",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(first.clone())))
+        }),
+    );
+    let explicit = path.to_vec();
+    let mut implicit = path.to_vec();
+    if !implicit.iter().any(|s| s == "pg_catalog") {
+        implicit.insert(0, "pg_catalog".to_owned());
+    }
+    let item = Arc::new(datafusion::arrow::datatypes::Field::new(
+        "item",
+        DataType::Utf8,
+        true,
+    ));
+    let list = |schemas: &[String]| {
+        ScalarValue::List(ScalarValue::new_list_nullable(
+            &schemas
+                .iter()
+                .map(|s| ScalarValue::Utf8(Some(s.clone())))
+                .collect::<Vec<_>>(),
+            &DataType::Utf8,
+        ))
+    };
+    let (explicit, implicit) = (list(&explicit), list(&implicit));
+    let current_schemas = create_udf(
+        "current_schemas",
+        vec![DataType::Boolean],
+        DataType::List(item),
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let args = ColumnarValue::values_to_arrays(args)?;
+            let include = args[0].as_boolean();
+            let values: Vec<ScalarValue> = (0..include.len())
+                .map(|i| {
+                    if include.is_null(i) {
+                        ScalarValue::try_from(&DataType::List(Arc::new(
+                            datafusion::arrow::datatypes::Field::new("item", DataType::Utf8, true),
+                        )))
+                    } else if include.value(i) {
+                        Ok(implicit.clone())
+                    } else {
+                        Ok(explicit.clone())
+                    }
+                })
+                .collect::<datafusion::common::Result<_>>()?;
+            Ok(ColumnarValue::Array(ScalarValue::iter_to_array(values)?))
+        }),
+    );
+    [current_schema, current_schemas]
+}

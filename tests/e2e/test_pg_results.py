@@ -521,6 +521,26 @@ def test_catalog_functions_drivers_call(tarn_demo):
             "SELECT pg_type_is_visible(23), pg_function_is_visible(1)").fetchone() == (True, True)
 
 
+def test_current_setting_follows_the_connection(tarn_demo):
+    with tarn_demo.psycopg(application_name="report") as conn:
+        assert conn.execute("SELECT current_setting('application_name'), "
+                            "current_setting('TimeZone'), current_setting('nope', true)"
+                            ).fetchone() == ("report", "UTC", None)
+        conn.execute("SET application_name = 'bi'")
+        conn.execute("SET search_path TO demo, nosuch, public")
+        assert conn.execute("SELECT current_setting('application_name'), "
+                            "current_setting('search_path'), current_schema(), "
+                            "current_schemas(false), current_schemas(true)").fetchone() == (
+            "bi", "demo, nosuch, public", "demo", ["demo", "public"],
+            ["pg_catalog", "demo", "public"])
+        with pytest.raises(psycopg.errors.UndefinedObject) as ei:
+            conn.execute("SELECT current_setting('nope')")
+        assert 'unrecognized configuration parameter "nope"' in str(ei.value)
+    with tarn_demo.psycopg() as other:  # settings never leak between connections
+        assert other.execute("SELECT current_setting('application_name'), current_schema()"
+                             ).fetchone() == ("", "public")
+
+
 def test_server_side_cursor(tarn_demo):
     """psycopg named cursors (and SQLAlchemy's stream_results on psycopg2, pandas chunksize)
     are DECLARE ... CURSOR / FETCH / CLOSE."""

@@ -312,6 +312,7 @@ impl StartupHandler for TarnStartupHandler {
                 }
                 self.session
                     .set_file_access(self.auth.files.allows(user.map(String::as_str)));
+                settings::publish(&self.session, client.metadata());
                 let (pid, secret) = client.pid_and_secret_key();
                 *registration = Some(self.statements.register(
                     pid,

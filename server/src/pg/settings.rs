@@ -592,6 +592,7 @@ fn assign(
         _ => {}
     }
     metadata.insert(setting.name.to_owned(), value.clone());
+    publish(session, metadata);
     Ok(setting
         .reported
         .then(|| (setting.display.to_owned(), value)))
@@ -642,6 +643,31 @@ pub(crate) fn end_transaction(metadata: &mut HashMap<String, String>) {
 /// Whether the current transaction (or the statement's own, outside a block) is read-only.
 pub(crate) fn read_only(metadata: &HashMap<String, String>) -> bool {
     find("transaction_read_only").is_some_and(|s| current(metadata, s) == "on")
+}
+
+/// Hands the connection's settings to its session, for `current_setting()`,
+/// `current_schema()` and `current_schemas()`.
+pub(crate) fn publish(session: &Session, metadata: &HashMap<String, String>) {
+    session.set_pg_settings(
+        SETTINGS
+            .iter()
+            .map(|s| (s.name.to_lowercase(), current(metadata, s)))
+            .collect(),
+    );
+    let path = find("search_path")
+        .map(|s| current(metadata, s))
+        .unwrap_or_default();
+    let user = metadata.get(pgwire::api::METADATA_USER);
+    let schemas: Vec<&str> = path
+        .split(',')
+        .map(|p| p.trim().trim_matches('"'))
+        .filter_map(|p| match p {
+            "" => None,
+            "$user" => user.map(String::as_str),
+            p => Some(p),
+        })
+        .collect();
+    session.set_search_path(&schemas);
 }
 
 /// What a settings statement did.
