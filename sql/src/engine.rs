@@ -242,6 +242,15 @@ async fn base_state(
     Ok(ctx.state())
 }
 
+/// The Postgres command `sql` starts with, if it is one tarn does not have and sqlparser
+/// cannot parse: answered with 0A000 naming it rather than a syntax error.
+fn unsupported_command(sql: &str) -> Option<&'static str> {
+    let first = sql.split_whitespace().next()?.trim_end_matches(';');
+    ["CLUSTER", "REINDEX", "CHECKPOINT", "NOTIFY"]
+        .into_iter()
+        .find(|c| c.eq_ignore_ascii_case(first))
+}
+
 /// A statement of tarn's own (crawlers, deliveries); `None` for any other.
 fn parse_tarn_statement(sql: &str) -> Option<Result<Statement>> {
     if let Some(crawler) = crate::crawl::parse_crawler_statement(sql) {
@@ -612,6 +621,10 @@ impl Session {
             .and_then(|mut p| p.parse_statements());
         match (df, pg) {
             (Ok(statements), _) => Ok(statements.into_iter().collect()),
+            // Postgres statements neither parser knows, and tarn has no use for.
+            (Err(_), Err(_)) if let Some(command) = unsupported_command(sql) => {
+                Err(Error::not_supported(command))
+            }
             // The Postgres parser's complaint, where it has one: it knows most of the grammar.
             (Err(_), Err(pg_err)) => Err(Error::DataFusion(
                 datafusion::error::DataFusionError::SQL(Box::new(pg_err), None),
@@ -729,7 +742,16 @@ impl Session {
         Ok(self.ctx.read_table(Arc::new(table))?)
     }
 
+    /// `CREATE INDEX is not supported yet`: the statement in SQL words, not DataFusion's
+    /// node name (`CreateIndex`).
     pub(crate) fn ddl_not_supported(ddl: &DdlStatement) -> Error {
-        Error::not_supported(ddl.name().to_string())
+        let mut words = String::new();
+        for c in ddl.name().chars() {
+            if c.is_ascii_uppercase() && !words.is_empty() {
+                words.push(' ');
+            }
+            words.push(c.to_ascii_uppercase());
+        }
+        Error::not_supported(words)
     }
 }
