@@ -453,19 +453,10 @@ impl Session {
 
     /// The user this session logged in as: what `current_user` and `session_user` answer.
     pub fn set_user(&self, user: &str) {
-        use datafusion::arrow::datatypes::DataType;
-        use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-        let user = user.to_owned();
-        let udf = create_udf(
+        let udf = crate::pg_functions::constant_text(
             "session_user",
-            vec![],
-            DataType::Utf8,
-            Volatility::Stable,
-            Arc::new(move |_args: &[ColumnarValue]| {
-                Ok(ColumnarValue::Scalar(
-                    datafusion::common::ScalarValue::Utf8(Some(user.clone())),
-                ))
-            }),
+            Some(user.to_owned()),
+            datafusion::logical_expr::Volatility::Stable,
         );
         self.ctx.register_udf(udf);
     }

@@ -45,13 +45,23 @@ fn version() -> ScalarUDF {
         std::env::consts::ARCH,
         std::env::consts::OS,
     );
+    constant_text("version", Some(text), Volatility::Immutable)
+}
+
+/// A function of no arguments that answers `value` (`version()`, `session_user`,
+/// `current_schema()`).
+pub(crate) fn constant_text(
+    name: &str,
+    value: Option<String>,
+    volatility: Volatility,
+) -> ScalarUDF {
     create_udf(
-        "version",
+        name,
         vec![],
         DataType::Utf8,
-        Volatility::Immutable,
+        volatility,
         Arc::new(move |_args: &[ColumnarValue]| {
-            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.clone()))))
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(value.clone())))
         }),
     )
 }
@@ -464,16 +474,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for CurrentSetting {
 /// `current_schema()` and `current_schemas(include_implicit)` over a search path's schemas
 /// that exist, in order; `pg_catalog` is searched first unless the path names it.
 pub(crate) fn search_path_functions(path: &[String]) -> [ScalarUDF; 2] {
-    let first = path.first().cloned();
-    let current_schema = create_udf(
-        "current_schema",
-        vec![],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(move |_args: &[ColumnarValue]| {
-            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(first.clone())))
-        }),
-    );
+    let current_schema = constant_text("current_schema", path.first().cloned(), Volatility::Stable);
     let explicit = path.to_vec();
     let mut implicit = path.to_vec();
     if !implicit.iter().any(|s| s == "pg_catalog") {

@@ -533,6 +533,11 @@ def test_current_setting_follows_the_connection(tarn_demo):
                             "current_schemas(false), current_schemas(true)").fetchone() == (
             "bi", "demo, nosuch, public", "demo", ["demo", "public"],
             ["pg_catalog", "demo", "public"])
+        # A transaction's own settings show while it runs, and are gone after it.
+        conn.execute("BEGIN READ ONLY")
+        assert conn.execute("SELECT current_setting('transaction_read_only')").fetchone() == ("on",)
+        conn.execute("ROLLBACK")
+        assert conn.execute("SELECT current_setting('transaction_read_only')").fetchone() == ("off",)
         with pytest.raises(psycopg.errors.UndefinedObject) as ei:
             conn.execute("SELECT current_setting('nope')")
         assert 'unrecognized configuration parameter "nope"' in str(ei.value)

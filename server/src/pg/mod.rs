@@ -263,7 +263,12 @@ impl TarnQueryHandler {
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match settings::execute(&self.session, client.metadata_mut(), statement)? {
+        let outcome = settings::execute(&self.session, client.metadata_mut(), statement);
+        // What a statement changed, even one that failed part-way.
+        if !matches!(statement, SqlStatement::ShowVariable { .. }) {
+            settings::publish(&self.session, client.metadata());
+        }
+        match outcome? {
             settings::Outcome::Done(command, statuses) => {
                 report(client, statuses).await?;
                 Ok(Response::Execution(Tag::new(command)))
@@ -573,14 +578,7 @@ impl QueryParser for TarnQueryParser {
         let statement = statements.remove(0);
         if let Some(s) = statement.as_sql() {
             // Transaction and settings statements describe themselves as no rows, or SHOW's.
-            let control = transaction::is_exit(s)
-                || matches!(
-                    s,
-                    SqlStatement::StartTransaction { .. }
-                        | SqlStatement::Savepoint { .. }
-                        | SqlStatement::ReleaseSavepoint { .. }
-                );
-            if control || settings::handles(s) {
+            if transaction::handles(s) || settings::handles(s) {
                 let plan = empty_plan(settings::schema(s))?;
                 return Ok(Some(PgStatement {
                     statement,

@@ -592,7 +592,6 @@ fn assign(
         _ => {}
     }
     metadata.insert(setting.name.to_owned(), value.clone());
-    publish(session, metadata);
     Ok(setting
         .reported
         .then(|| (setting.display.to_owned(), value)))
@@ -635,9 +634,12 @@ pub(crate) fn set_modes(
 
 /// Forgets what the ending transaction set for itself: the next one starts from the
 /// session's defaults.
-pub(crate) fn end_transaction(metadata: &mut HashMap<String, String>) {
-    metadata.remove("transaction_isolation");
-    metadata.remove("transaction_read_only");
+pub(crate) fn end_transaction(session: &Session, metadata: &mut HashMap<String, String>) {
+    let isolation = metadata.remove("transaction_isolation");
+    let read_only = metadata.remove("transaction_read_only");
+    if isolation.is_some() || read_only.is_some() {
+        publish(session, metadata);
+    }
 }
 
 /// Whether the current transaction (or the statement's own, outside a block) is read-only.
@@ -646,7 +648,8 @@ pub(crate) fn read_only(metadata: &HashMap<String, String>) -> bool {
 }
 
 /// Hands the connection's settings to its session, for `current_setting()`,
-/// `current_schema()` and `current_schemas()`.
+/// `current_schema()` and `current_schemas()`: once per statement that changed them, and at
+/// login.
 pub(crate) fn publish(session: &Session, metadata: &HashMap<String, String>) {
     session.set_pg_settings(
         SETTINGS

@@ -73,11 +73,16 @@ fn savepoint_name(ident: &Ident) -> String {
     }
 }
 
-/// Whether `statement` ends or rewinds a block: what an aborted block still accepts.
-pub(crate) fn is_exit(statement: &SqlStatement) -> bool {
+/// Whether `statement` is one [`Block::answer`] answers whatever the block's status
+/// (`SET TRANSACTION` is the settings module's inside a block).
+pub(crate) fn handles(statement: &SqlStatement) -> bool {
     matches!(
         statement,
-        SqlStatement::Commit { .. } | SqlStatement::Rollback { .. }
+        SqlStatement::StartTransaction { .. }
+            | SqlStatement::Commit { .. }
+            | SqlStatement::Rollback { .. }
+            | SqlStatement::Savepoint { .. }
+            | SqlStatement::ReleaseSavepoint { .. }
     )
 }
 
@@ -129,7 +134,11 @@ impl Block {
                 match status {
                     Idle => {
                         *self.state() = State::default();
-                        settings::set_modes(session, metadata, modes, false).map(|_| Answer {
+                        let set = settings::set_modes(session, metadata, modes, false);
+                        if !modes.is_empty() {
+                            settings::publish(session, metadata);
+                        }
+                        set.map(|_| Answer {
                             response: Response::TransactionStart(Tag::new(tag)),
                             notices: vec![],
                         })
@@ -178,7 +187,7 @@ impl Block {
                     // The next block keeps this one's isolation level and access mode.
                     Response::Execution(Tag::new(tag))
                 } else {
-                    settings::end_transaction(metadata);
+                    settings::end_transaction(session, metadata);
                     Response::TransactionEnd(Tag::new(tag))
                 };
                 Ok(Answer { response, notices })
