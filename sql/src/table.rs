@@ -377,7 +377,10 @@ fn file_format(
     })
 }
 
-/// The listing table for a Parquet / CSV / JSON catalog table. No IO.
+/// The listing table for a Parquet / CSV / JSON catalog table. No IO. It keeps the files'
+/// statistics in the runtime's cache, as DataFusion's own `CREATE EXTERNAL TABLE` does: a table
+/// is built for every scan, and without the shared cache each query would compute every file's
+/// statistics again. Entries are checked against the file's size and modification time.
 fn listing_table(state: &dyn Session, table: &Table) -> DfResult<ListingTable> {
     let format = file_format(state, table.format, &table.options)?;
     let url = ListingTableUrl::parse(&table.location)?;
@@ -409,7 +412,8 @@ fn listing_table(state: &dyn Session, table: &Table) -> DfResult<ListingTable> {
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(Arc::new(table.file_schema()));
-    ListingTable::try_new(config)
+    Ok(ListingTable::try_new(config)?
+        .with_cache(state.runtime_env().cache_manager.get_file_statistic_cache()))
 }
 
 #[async_trait]

@@ -1,5 +1,6 @@
 //! Shared pieces of tarn's integration tests: a server on port 0 over a temporary warehouse,
-//! and the two sqllogictest drivers (in-process, and over the Postgres wire).
+//! the two sqllogictest drivers (in-process, and over the Postgres wire), and the benchmark's
+//! data at a tiny scale.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tarn_ingest::Ingester;
 use tarn_server::{Overrides, Server, TarnConfig};
 use tarn_sql::{EngineConfig, QueryEngine, QueryEngineArgs, QueryOutput, Session};
 
+pub mod bench_data;
 pub mod s3;
 
 /// Starts tarn on 127.0.0.1 port 0 over the local folder `warehouse`.
@@ -158,7 +160,10 @@ pub async fn connect(server: &Server) -> anyhow::Result<tokio_postgres::Client> 
 
 /// Renders cells the way Postgres' text format does, so both drivers agree.
 fn render(batches: &[RecordBatch]) -> anyhow::Result<Vec<Vec<String>>> {
-    let options = FormatOptions::default().with_null("NULL");
+    // Timestamps as Postgres writes them: a space before the time, fractions only when set.
+    let options = FormatOptions::default()
+        .with_null("NULL")
+        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"));
     let mut rows = Vec::new();
     for batch in batches {
         let formatters = batch

@@ -707,3 +707,29 @@ async fn configured_users_must_authenticate() -> anyhow::Result<()> {
     server.shutdown().await;
     Ok(())
 }
+
+/// An aggregate's output is handed out as slices of one large batch. Each slice goes out in
+/// one message of thousands of rows, not in many messages of a few rows each: the encoder sizes
+/// messages by the buffers a batch holds, so tarn copies slices that hold far more than they use.
+#[tokio::test]
+async fn large_results_go_out_in_large_messages() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = tarn_tests::start_server(dir.path()).await?;
+    let mut c = client(&server).await?;
+    let groups = 1_000_000;
+    let batches = query(
+        &mut c,
+        &format!(
+            "SELECT value % {groups} AS k, count(*) AS n FROM range(0, {}) GROUP BY k",
+            2 * groups
+        ),
+    )
+    .await?;
+    assert_eq!(rows(&batches), groups);
+    assert!(int64s(&batches, 1).iter().all(|&n| n == 2));
+    // Batches of 8,192 rows: 123 messages, and a few more where partitions end. Uncompacted,
+    // every slice counted as its partition's whole output (8 MB) and went out as 4 messages.
+    let messages = batches.len();
+    assert!(messages <= 200, "{messages} messages for {groups} rows");
+    Ok(())
+}

@@ -317,6 +317,15 @@ async fn repeated_queries_are_answered_from_the_caches() -> anyhow::Result<()> {
     )
     .await?;
 
+    // DataFusion's file-statistics cache, shared by every session's scans.
+    let session = engine.session()?;
+    let runtime = session.context().runtime_env();
+    let statistics = runtime
+        .cache_manager
+        .get_file_statistic_cache()
+        .expect("a statistics cache");
+    let created = statistics.len();
+
     // Listing table: the first query lists and reads footers; the repeat makes no request.
     let q = "SELECT count(*), sum(k) FROM ext";
     let (rows, _) = cost(&engine, "default", q).await?;
@@ -332,6 +341,8 @@ async fn repeated_queries_are_answered_from_the_caches() -> anyhow::Result<()> {
         repeat.is_empty(),
         "count(*) from cached statistics: {repeat:?}"
     );
+    // The scans computed each file's statistics once and keep them.
+    assert_eq!(statistics.len() - created, 20, "one entry per file");
 
     // Delta table: the repeat reads no log.
     let q = "SELECT sum(n) FROM managed";

@@ -255,6 +255,51 @@ fn conform_batch(
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
+/// The most a Flight data message carries before the encoder cuts a batch in several (the
+/// encoder's default, named here so that [`compact_batch`] agrees with it).
+const MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// `batch` in buffers of its own when it uses a small part of the buffers it holds.
+///
+/// The Flight encoder cuts a batch into messages by the size of the buffers it holds, not of
+/// the part it uses. DataFusion hands out an aggregate's or a sort's output as slices of one
+/// large batch, so each 8,192-row slice of a 10-million-group result counted as the whole
+/// result and went out as messages of a few rows: the H2O benchmark's q10 took 37 s over ADBC
+/// against 1.5 s in process. A copy of the rows the slice uses costs less than that.
+fn compact_batch(batch: RecordBatch) -> Result<RecordBatch, datafusion::error::DataFusionError> {
+    use arrow::array::{Array, AsArray, MutableArrayData, make_array};
+    let held: usize = batch
+        .columns()
+        .iter()
+        .map(|c| c.get_buffer_memory_size())
+        .sum();
+    if held <= MESSAGE_BYTES {
+        return Ok(batch);
+    }
+    let mut used = 0;
+    for column in batch.columns() {
+        used += column.to_data().get_slice_memory_size()?;
+    }
+    if held <= 2 * used {
+        return Ok(batch);
+    }
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for column in batch.columns() {
+        columns.push(match column.data_type() {
+            // Views point into shared data buffers: gc keeps only the strings the rows use.
+            DataType::Utf8View => Arc::new(column.as_string_view().gc()) as Arc<dyn Array>,
+            DataType::BinaryView => Arc::new(column.as_binary_view().gc()),
+            _ => {
+                let data = column.to_data();
+                let mut copy = MutableArrayData::new(vec![&data], false, data.len());
+                copy.try_extend(0, 0, data.len())?;
+                make_array(copy.freeze())
+            }
+        });
+    }
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
 /// Statements that change something rather than read: run at `GetFlightInfo`, once, so
 /// that a client which never fetches (or abandons the fetch) still gets the change.
 fn is_command(plan: &LogicalPlan) -> bool {
@@ -286,9 +331,13 @@ fn flight_info(
 
 /// Batches in hand as a `DoGet` stream.
 fn batches_stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> Response<DoGetStream> {
+    let batches = batches
+        .into_iter()
+        .map(|b| compact_batch(b).map_err(|e| FlightError::ExternalError(Box::new(e))));
     let stream = FlightDataEncoderBuilder::new()
         .with_schema(schema)
-        .build(futures::stream::iter(batches.into_iter().map(Ok)))
+        .with_max_flight_data_size(MESSAGE_BYTES)
+        .build(futures::stream::iter(batches))
         .map_err(Status::from);
     Response::new(Box::pin(stream))
 }
@@ -496,13 +545,18 @@ impl FlightSql {
         let id = handle.query_id.unwrap_or_else(Uuid::new_v4);
         let stream = self.run(session, plan, params).await?;
         let promised = Arc::clone(&schema);
-        let stream = stream.map(move |batch| batch.and_then(|b| conform_batch(b, &promised)));
+        let stream = stream.map(move |batch| {
+            batch
+                .and_then(|b| conform_batch(b, &promised))
+                .and_then(compact_batch)
+        });
         let tracked = self
             .running
             .start(id, who.user, handle.sql.clone(), Box::pin(stream))
             .ok_or_else(|| Status::cancelled("the query was cancelled before it started"))?;
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
+            .with_max_flight_data_size(MESSAGE_BYTES)
             .build(tracked)
             .map_err(Status::from);
         Ok(Response::new(Box::pin(flight)))

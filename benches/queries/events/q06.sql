@@ -1,0 +1,1 @@
+select * from events where event_id = 4242424
