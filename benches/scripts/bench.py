@@ -73,13 +73,29 @@ EVENT_ROWS_PER_FILE = 5_000
 # Data
 
 
+def generated(root, write):
+    """`root`, written by `write(root)` unless an earlier run finished it (it left `.done`)."""
+    if not (root / ".done").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        write(root)
+        (root / ".done").touch()
+    return root
+
+
 def generate_tpch(scale):
+    return generated(DATA / f"tpch-sf{scale:g}", lambda root: write_tpch(root, scale))
+
+
+def generate_h2o():
+    return generated(DATA / "h2o-groupby-1e7", write_h2o)
+
+
+def generate_events():
+    return generated(DATA / "events", write_events)
+
+
+def write_tpch(root, scale):
     """TPC-H at `scale` as Parquet: one folder per table."""
-    name = f"tpch-sf{scale:g}"
-    root = DATA / name
-    if (root / ".done").exists():
-        return root
-    shutil.rmtree(root, ignore_errors=True)
     parts = max(1, int(scale * 2))
     bin_dir = Path(sys.executable).parent
     log(f"generating TPC-H scale {scale:g} into {root} ({parts} files per large table)")
@@ -87,15 +103,9 @@ def generate_tpch(scale):
         [bin_dir / "tpchgen-cli", "parquet", "-s", f"{scale:g}", "--parts", str(parts),
          "--output-dir", str(root), "--quiet"],
         check=True)
-    (root / ".done").touch()
-    return root
 
 
-def generate_h2o():
-    root = DATA / "h2o-groupby-1e7"
-    if (root / ".done").exists():
-        return root
-    shutil.rmtree(root, ignore_errors=True)
+def write_h2o(root):
     scratch = DATA / "h2o-scratch"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
@@ -111,20 +121,14 @@ def generate_h2o():
     (root / "x").mkdir(parents=True)
     files[0].rename(root / "x" / "x.parquet")
     shutil.rmtree(scratch)
-    (root / ".done").touch()
-    return root
 
 
-def generate_events():
+def write_events(root):
     """Many small files in dt= folders: EVENT_DAYS days, EVENT_FILES_PER_DAY files a day."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    root = DATA / "events"
-    if (root / ".done").exists():
-        return root
-    shutil.rmtree(root, ignore_errors=True)
     log(f"generating the events table ({EVENT_DAYS * EVENT_FILES_PER_DAY} files) into {root}")
     rng = np.random.default_rng(7)
     types = np.array(["view", "click", "search", "add_to_cart", "purchase", "login", "logout",
@@ -156,8 +160,6 @@ def generate_events():
             })
             pq.write_table(table, folder / f"part-{part:03}.parquet")
             event_id += n
-    (root / ".done").touch()
-    return root
 
 
 def setup_sql(suite, root):

@@ -13,6 +13,7 @@ use datafusion::arrow::array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, RecordBatchReader, StringArray,
     TimestampMicrosecondArray,
 };
+use datafusion::arrow::datatypes::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use tpchgen::generators::{
     CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
@@ -69,12 +70,7 @@ pub fn write_tpch(dir: &Path, scale: f64) -> anyhow::Result<()> {
         };
         let folder = dir.join(table);
         std::fs::create_dir_all(&folder)?;
-        let file = File::create(folder.join("part-0.parquet"))?;
-        let mut writer = ArrowWriter::try_new(file, batches.schema(), None)?;
-        for batch in batches {
-            writer.write(&batch?)?;
-        }
-        writer.close()?;
+        write_parquet(&folder.join("part-0.parquet"), batches.schema(), batches)?;
     }
     Ok(())
 }
@@ -199,8 +195,23 @@ pub fn write_events(dir: &Path) -> anyhow::Result<()> {
 
 fn write_file(folder: &Path, name: &str, batch: &RecordBatch) -> anyhow::Result<()> {
     std::fs::create_dir_all(folder)?;
-    let mut writer = ArrowWriter::try_new(File::create(folder.join(name))?, batch.schema(), None)?;
-    writer.write(batch)?;
+    write_parquet(
+        &folder.join(name),
+        batch.schema(),
+        [Ok::<_, std::convert::Infallible>(batch.clone())],
+    )
+}
+
+/// `batches` as one Parquet file at `path`, with `schema` even when there are no rows.
+pub fn write_parquet<E: std::error::Error + Send + Sync + 'static>(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch, E>>,
+) -> anyhow::Result<()> {
+    let mut writer = ArrowWriter::try_new(File::create(path)?, schema, None)?;
+    for batch in batches {
+        writer.write(&batch?)?;
+    }
     writer.close()?;
     Ok(())
 }

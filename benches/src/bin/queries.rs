@@ -9,14 +9,13 @@
 //! written to `DIR/<name>.parquet` for the harness (`benches/scripts/bench.py`) to compare
 //! with the other engines' answers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
-use parquet::arrow::ArrowWriter;
 use tarn_catalog::StoresConfig;
 use tarn_sql::{EngineConfig, QueryOutput, Session};
 
@@ -72,16 +71,6 @@ async fn run(
     Ok((Some(schema), batches))
 }
 
-/// The rows as a Parquet file: an empty result still says what its columns are.
-fn write(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> anyhow::Result<()> {
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(path)?, Arc::clone(schema), None)?;
-    for batch in batches {
-        writer.write(batch)?;
-    }
-    writer.close()?;
-    Ok(())
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
@@ -123,8 +112,16 @@ async fn main() -> anyhow::Result<()> {
             Some(error) => serde_json::json!({ "name": name, "error": error }),
             None => {
                 let (schema, batches) = &last;
+                // An empty result's file still says what its columns are.
                 if let Some(schema) = schema {
-                    write(&args.out.join(format!("{name}.parquet")), schema, batches)?;
+                    tarn_tests::bench_data::write_parquet(
+                        &args.out.join(format!("{name}.parquet")),
+                        Arc::clone(schema),
+                        batches
+                            .iter()
+                            .cloned()
+                            .map(Ok::<_, std::convert::Infallible>),
+                    )?;
                 }
                 let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
                 serde_json::json!({ "name": name, "seconds": seconds, "rows": rows })

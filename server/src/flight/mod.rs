@@ -276,22 +276,22 @@ fn compact_batch(batch: RecordBatch) -> Result<RecordBatch, datafusion::error::D
     if held <= MESSAGE_BYTES {
         return Ok(batch);
     }
+    let data: Vec<_> = batch.columns().iter().map(|c| c.to_data()).collect();
     let mut used = 0;
-    for column in batch.columns() {
-        used += column.to_data().get_slice_memory_size()?;
+    for column in &data {
+        used += column.get_slice_memory_size()?;
     }
     if held <= 2 * used {
         return Ok(batch);
     }
     let mut columns = Vec::with_capacity(batch.num_columns());
-    for column in batch.columns() {
+    for (column, data) in batch.columns().iter().zip(&data) {
         columns.push(match column.data_type() {
             // Views point into shared data buffers: gc keeps only the strings the rows use.
             DataType::Utf8View => Arc::new(column.as_string_view().gc()) as Arc<dyn Array>,
             DataType::BinaryView => Arc::new(column.as_binary_view().gc()),
             _ => {
-                let data = column.to_data();
-                let mut copy = MutableArrayData::new(vec![&data], false, data.len());
+                let mut copy = MutableArrayData::new(vec![data], false, data.len());
                 copy.try_extend(0, 0, data.len())?;
                 make_array(copy.freeze())
             }
