@@ -796,6 +796,7 @@ def test_acknowledged_records_survive_kill_9(tarn_factory, tmp_path):
     lock = threading.Lock()
     acked: dict[bytes, tuple[str, str]] = {}
     attempted: set[bytes] = set()
+    answered = [0] * THREADS  # acknowledged calls per producer
     killed = threading.Event()
 
     def produce(thread: int) -> int:
@@ -823,6 +824,7 @@ def test_acknowledged_records_survive_kill_9(tarn_factory, tmp_path):
             assert r["ResponseMetadata"]["HTTPStatusCode"] == 200
             calls += 1
             with lock:
+                answered[thread] = calls
                 for e, res in zip(entries, results):
                     if "ErrorCode" not in res:
                         acked[e["Data"]] = (res["ShardId"], res["SequenceNumber"])
@@ -837,9 +839,11 @@ def test_acknowledged_records_survive_kill_9(tarn_factory, tmp_path):
                 if f.done():
                     f.result()  # a producer failed before the kill: raise its error
             with lock:
-                return len(acked) >= 1500
+                # every producer must be mid-stream when the kill comes, the slow-starting
+                # PutRecord one too (its client may still be starting when the others are done)
+                return len(acked) >= 1500 and all(c > 0 for c in answered)
 
-        wait_until(enough, "1500 acknowledged records")
+        wait_until(enough, "1500 acknowledged records and a call answered for every producer")
         killed.set()
         t.proc.kill()  # SIGKILL mid-flight
         t.proc.wait()
