@@ -238,6 +238,17 @@ async fn base_state(
     );
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
         .map_err(|e| Error::DataFusion(*e))?;
+    if let Some(lake) = ctx.catalog(CATALOG_NAME)
+        && let Some(crate_catalog) = lake.schema("pg_catalog")
+    {
+        lake.register_schema(
+            "pg_catalog",
+            Arc::new(crate::pg_catalog::TarnPgCatalog::new(
+                crate_catalog,
+                Arc::clone(ctx.state().catalog_list()),
+            )),
+        )?;
+    }
     crate::pg_functions::register(&ctx).await?;
     Ok(ctx.state())
 }

@@ -16,6 +16,7 @@ mod error;
 mod executor;
 mod ingest;
 pub mod params;
+mod pg_catalog;
 mod pg_functions;
 mod pg_parse;
 mod pg_rewrite;

@@ -1,6 +1,8 @@
 //! Postgres functions BI tools and drivers call that `datafusion-pg-catalog` does not have:
 //! `version()`, `to_regtype`, the `*_is_visible` checks, `pg_size_pretty`, and the lookups
-//! that have no answer in a lake (`pg_get_serial_sequence`: tarn has no sequences).
+//! that have no answer in a lake (`pg_get_serial_sequence`: tarn has no sequences;
+//! `pg_get_constraintdef`, `pg_get_indexdef`, `pg_get_expr`: no constraints, no indexes,
+//! no column defaults).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +34,16 @@ pub(crate) async fn register(ctx: &SessionContext) -> Result<()> {
     }
     ctx.register_udf(pg_size_pretty());
     ctx.register_udf(pg_get_serial_sequence());
+    // tarn has no constraints, no indexes and no column defaults (its pg_constraint, pg_index
+    // and pg_attrdef are empty): no OID names one, and Postgres answers NULL for an OID that
+    // names nothing. No expression tree (`pg_get_expr`) either: the crate's answers "".
+    for (name, arities) in [
+        ("pg_get_constraintdef", &[1, 2][..]),
+        ("pg_get_indexdef", &[1, 3][..]),
+        ("pg_get_expr", &[2, 3][..]),
+    ] {
+        ctx.register_udf(ScalarUDF::new_from_impl(NoSuchObject::new(name, arities)));
+    }
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
     Ok(())
 }
@@ -268,6 +280,48 @@ fn pg_get_serial_sequence() -> ScalarUDF {
             ))
         }),
     )
+}
+
+/// A `pg_get_*(…)` of objects tarn never has: NULL for every argument. Any argument types,
+/// since drivers bind the flags as text or bool.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NoSuchObject {
+    name: &'static str,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl NoSuchObject {
+    fn new(name: &'static str, arities: &[usize]) -> Self {
+        let signatures = arities
+            .iter()
+            .map(|n| datafusion::logical_expr::TypeSignature::Any(*n))
+            .collect();
+        Self {
+            name,
+            signature: datafusion::logical_expr::Signature::one_of(signatures, Volatility::Stable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for NoSuchObject {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
 }
 
 #[cfg(test)]

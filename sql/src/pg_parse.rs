@@ -3,15 +3,18 @@
 //! `RemoveSubqueryFromProjection` turns every correlated scalar subquery in a select list
 //! into NULL, and stamps `LIMIT 1` on the others. Over user tables that is a wrong answer
 //! (`SELECT n, (SELECT count(*) FROM c WHERE c.k = n.k) FROM n` gave NULLs) and a hidden error
-//! (a subquery of several rows must fail with 21000). tarn keeps that rewrite for subqueries
-//! that read only `pg_catalog` and `information_schema`, where the crate's catalog has no
-//! better answer, and plans the rest as written.
+//! (a subquery of several rows must fail with 21000); over the catalog it is a wrong answer
+//! too (a column's type looked up in `pg_type` came back NULL). tarn plans subqueries over
+//! user tables as written, and makes the lookups clients write over `pg_catalog` and
+//! `information_schema` plannable instead ([`CatalogScalarSubqueries`]).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, ObjectName, Query, SelectItem, SetExpr, Statement, Visit, VisitMut, Visitor, VisitorMut,
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArguments, GroupByExpr, JoinOperator,
+    LimitClause, ObjectName, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement,
+    TableFactor, TableWithJoins, Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -56,7 +59,7 @@ impl Default for PgParser {
         Self {
             crate_parser: PostgresCompatibilityParser::new(),
             all: with(Arc::new(RemoveSubqueryFromProjection)),
-            tarn: with(Arc::new(CatalogSubqueriesOnly)),
+            tarn: with(Arc::new(CatalogScalarSubqueries)),
         }
     }
 }
@@ -74,6 +77,16 @@ fn same(a: &[Statement], b: &[Statement]) -> bool {
 
 impl PgParser {
     pub(crate) fn parse(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
+        let mut statements = self.parse_with_crate_rules(sql)?;
+        if sql.to_ascii_lowercase().contains("generate_subscripts") {
+            for statement in &mut statements {
+                let _ = VisitMut::visit(statement, &mut GenerateSubscripts);
+            }
+        }
+        Ok(statements)
+    }
+
+    fn parse_with_crate_rules(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
         let parsed = self.crate_parser.parse(sql)?;
         // A subquery needs a second SELECT.
         if sql.to_ascii_lowercase().matches("select").count() < 2 {
@@ -91,22 +104,63 @@ impl PgParser {
     }
 }
 
-/// `RemoveSubqueryFromProjection`, for subqueries that read only catalog tables.
-#[derive(Debug)]
-struct CatalogSubqueriesOnly;
+/// `generate_subscripts(a, d)` in a select list, beside `unnest(a)` (SQLAlchemy's key and
+/// index reflection numbers key columns so), as DataFusion can run it:
+/// `unnest(generate_series(1, array_length(a, d)))`. Unnests in one select list advance
+/// together, as set-returning functions do in Postgres.
+struct GenerateSubscripts;
 
-impl SqlStatementRewriteRule for CatalogSubqueriesOnly {
+impl VisitorMut for GenerateSubscripts {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = expr
+            && f.over.is_none()
+            && f.name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|name| name.value.eq_ignore_ascii_case("generate_subscripts"))
+            && let FunctionArguments::List(list) = &f.args
+            && let [FunctionArg::Unnamed(array), FunctionArg::Unnamed(dimension)] =
+                list.args.as_slice()
+            && let Some(rewritten) = parse_expr(&format!(
+                "unnest(generate_series(1, array_length({array}, {dimension})))"
+            ))
+        {
+            *expr = rewritten;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Scalar subqueries over catalog tables, anywhere in a statement, made plannable. Clients
+/// write them to look one row up (`(SELECT typname FROM pg_type WHERE oid = a.atttypid)`),
+/// and DataFusion decorrelates a correlated scalar subquery only when it aggregates. So one
+/// whose select list is a single plain expression becomes `first_value(expr)`: the same
+/// answer for the zero or one row such a lookup finds (NULL for none). Conditions in its
+/// `WHERE` that read only the outer query's columns (SQLAlchemy's
+/// `WHERE pg_attribute.atthasdef AND …`), which DataFusion cannot decorrelate, move out into
+/// `CASE WHEN … THEN (subquery) END`, again the same answer. Subqueries over user tables
+/// are never touched: there a subquery of several rows must fail with 21000.
+#[derive(Debug)]
+struct CatalogScalarSubqueries;
+
+impl SqlStatementRewriteRule for CatalogScalarSubqueries {
     fn rewrite(&self, mut statement: Statement) -> Statement {
-        let _ = VisitMut::visit(&mut statement, &mut CatalogSubqueries);
+        let _ = VisitMut::visit(&mut statement, &mut ScalarSubqueries);
         statement
     }
 }
 
-struct CatalogSubqueries;
+struct ScalarSubqueries;
 
-impl VisitorMut for CatalogSubqueries {
+impl VisitorMut for ScalarSubqueries {
     type Break = ();
 
+    // A lookup DataFusion cannot decorrelate even so (psql's `\d` compares collations with
+    // `<>` across the two queries) gets the crate's rewrite when it is a select-list item on
+    // its own, as before: NULL. Elsewhere it stays as written and fails to plan, as before.
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         let SetExpr::Select(select) = query.body.as_mut() else {
             return ControlFlow::Continue(());
@@ -118,10 +172,24 @@ impl VisitorMut for CatalogSubqueries {
             };
             if let Expr::Subquery(subquery) = expr
                 && reads_only_catalog(subquery)
+                && lookup_as_aggregate(subquery).is_none()
+                && !decorrelatable(subquery)
                 && let Some(rewritten) = crate_rewrite(subquery)
             {
                 *expr = rewritten;
             }
+        }
+        ControlFlow::Continue(())
+    }
+
+    // After the children, so that nested subqueries are rewritten first and what this one
+    // becomes is not visited again.
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Subquery(query) = expr
+            && reads_only_catalog(query)
+            && let Some(rewritten) = lookup_as_aggregate(query)
+        {
+            *expr = rewritten;
         }
         ControlFlow::Continue(())
     }
@@ -142,6 +210,331 @@ fn crate_rewrite(subquery: &Query) -> Option<Expr> {
         SelectItem::UnnamedExpr(expr) => Some(expr),
         _ => None,
     }
+}
+
+/// Aggregate functions: a select list holding one is already an aggregate.
+const AGGREGATES: &[&str] = &[
+    "any_value",
+    "array_agg",
+    "avg",
+    "bit_and",
+    "bit_or",
+    "bool_and",
+    "bool_or",
+    "count",
+    "every",
+    "first_value",
+    "json_agg",
+    "json_object_agg",
+    "jsonb_agg",
+    "jsonb_object_agg",
+    "last_value",
+    "max",
+    "min",
+    "stddev",
+    "string_agg",
+    "sum",
+    "variance",
+];
+
+/// `query` as `first_value` of its single expression, with the outer-only conditions of its
+/// `WHERE` moved out into a `CASE`; `None` when it is not such a lookup.
+fn lookup_as_aggregate(query: &Query) -> Option<Expr> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let [item] = select.projection.as_slice() else {
+        return None;
+    };
+    let (SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }) = item
+    else {
+        return None;
+    };
+    let grouped = match &select.group_by {
+        GroupByExpr::All(_) => true,
+        GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
+    };
+    let limited = match &query.limit_clause {
+        None => false,
+        Some(LimitClause::LimitOffset {
+            limit: Some(limit),
+            offset: None,
+            limit_by,
+        }) if limit.to_string() == "1" && limit_by.is_empty() => false,
+        Some(_) => true,
+    };
+    if grouped
+        || limited
+        || select.having.is_some()
+        || query.with.is_some()
+        || query.fetch.is_some()
+        || has_aggregate(value)
+    {
+        return None;
+    }
+    let order = match &query.order_by {
+        None => String::new(),
+        Some(OrderBy {
+            kind: OrderByKind::Expressions(exprs),
+            interpolate: None,
+        }) => format!(" ORDER BY {}", display_comma_separated(exprs)),
+        Some(_) => return None,
+    };
+    if reads_an_empty_table(&select.from) {
+        return Some(Expr::Value(Value::Null.into()));
+    }
+    let mut inner = Query::clone(query);
+    inner.order_by = None;
+    inner.limit_clause = None;
+    let SetExpr::Select(select) = inner.body.as_mut() else {
+        return None;
+    };
+    select.projection = vec![SelectItem::UnnamedExpr(parse_expr(&format!(
+        "first_value({value}{order})"
+    ))?)];
+    let mut outer = Vec::new();
+    if let Some(selection) = select.selection.take() {
+        let names = relation_names(&select.from)?;
+        let mut kept = Vec::new();
+        for conjunct in conjuncts(selection) {
+            match classify(&conjunct, &names) {
+                Reads::Outer => outer.push(conjunct),
+                Reads::Inner | Reads::Equality => kept.push(conjunct),
+                Reads::Other => return None,
+            }
+        }
+        select.selection = kept.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: BinaryOperator::And,
+            right: Box::new(b),
+        });
+    }
+    let lookup = Expr::Subquery(Box::new(inner));
+    if outer.is_empty() {
+        return Some(lookup);
+    }
+    let condition = outer
+        .iter()
+        .map(|c| format!("({c})"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    parse_expr(&format!("CASE WHEN {condition} THEN {lookup} END"))
+}
+
+/// Catalog tables that are empty in tarn, which has no column defaults and no sequences.
+/// A lookup that must find a row in one is NULL; DataFusion could not plan some of them
+/// (SQLAlchemy's identity lookup nests a `regclass` cast, itself a subquery, in its `WHERE`).
+const EMPTY_TABLES: &[&str] = &["pg_attrdef", "pg_sequence"];
+
+/// Whether a row of `from` needs a row of one of the [`EMPTY_TABLES`].
+fn reads_an_empty_table(from: &[TableWithJoins]) -> bool {
+    let empty = |factor: &TableFactor| {
+        let TableFactor::Table { name, .. } = factor else {
+            return false;
+        };
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(|i| i.value.to_lowercase())
+            .collect();
+        matches!(parts.as_slice(), [schema, table]
+            if schema == "pg_catalog" && EMPTY_TABLES.contains(&table.as_str()))
+    };
+    from.iter().any(|table| {
+        empty(&table.relation)
+            || table.joins.iter().any(|join| {
+                matches!(
+                    join.join_operator,
+                    JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)
+                ) && empty(&join.relation)
+            })
+    })
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .ok()?
+        .parse_expr()
+        .ok()
+}
+
+fn display_comma_separated(items: &[impl std::fmt::Display]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `expr` calls an aggregate function (not as a window function).
+fn has_aggregate(expr: &Expr) -> bool {
+    let found = expr.visit(&mut FunctionVisitor(|f: &Function| {
+        f.over.is_none()
+            && f.name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|name| AGGREGATES.contains(&name.value.to_ascii_lowercase().as_str()))
+    }));
+    found.is_break()
+}
+
+struct FunctionVisitor<F>(F);
+
+impl<F: FnMut(&Function) -> bool> Visitor for FunctionVisitor<F> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Function(f) if (self.0)(f) => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+}
+
+/// The names a subquery's `FROM` gives its relations (aliases, else table names), lowercase;
+/// `None` if one of them has no name that columns can be told apart by.
+fn relation_names(from: &[TableWithJoins]) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for table in from {
+        for factor in
+            std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation))
+        {
+            let name = match factor {
+                TableFactor::Table {
+                    alias: Some(alias), ..
+                }
+                | TableFactor::Derived {
+                    alias: Some(alias), ..
+                } => alias.name.value.clone(),
+                TableFactor::Table {
+                    name, alias: None, ..
+                } => name.0.last()?.as_ident()?.value.clone(),
+                _ => return None,
+            };
+            names.push(name.to_lowercase());
+        }
+    }
+    Some(names)
+}
+
+/// `expr` split at its top-level `AND`s.
+fn conjuncts(expr: Expr) -> Vec<Expr> {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let mut all = conjuncts(*left);
+            all.extend(conjuncts(*right));
+            all
+        }
+        Expr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            conjuncts(*inner)
+        }
+        other => vec![other],
+    }
+}
+
+/// How a condition in a subquery's `WHERE` reads the rows of the queries around it.
+#[derive(Debug, PartialEq)]
+enum Reads {
+    /// Only the subquery's own columns.
+    Inner,
+    /// Only outer columns: it can move out of the subquery.
+    Outer,
+    /// `inner = outer`, which DataFusion decorrelates.
+    Equality,
+    /// Anything else with outer columns (or a subquery), which it cannot.
+    Other,
+}
+
+/// Which columns `expr` reads: (the subquery's own, outer, whether it holds a subquery). A
+/// column is outer when its qualifier is not one of `inner`; unqualified ones count as inner.
+fn columns_read(expr: &Expr, inner: &[String]) -> (usize, usize, bool) {
+    struct Columns<'a> {
+        inner: &'a [String],
+        counts: (usize, usize, bool),
+    }
+    impl Visitor for Columns<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            match expr {
+                Expr::Identifier(_) => self.counts.0 += 1,
+                Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                    let qualifier = parts[parts.len() - 2].value.to_lowercase();
+                    if self.inner.contains(&qualifier) {
+                        self.counts.0 += 1;
+                    } else {
+                        self.counts.1 += 1;
+                    }
+                }
+                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+                    self.counts.2 = true;
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut columns = Columns {
+        inner,
+        counts: (0, 0, false),
+    };
+    let _ = expr.visit(&mut columns);
+    columns.counts
+}
+
+fn classify(conjunct: &Expr, inner: &[String]) -> Reads {
+    match columns_read(conjunct, inner) {
+        (_, _, true) => Reads::Other,
+        (_, 0, false) => Reads::Inner,
+        (0, _, false) => Reads::Outer,
+        _ => {
+            if let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = conjunct
+            {
+                let sides = (columns_read(left, inner), columns_read(right, inner));
+                if matches!(
+                    sides,
+                    ((0, 1.., _), (1.., 0, _)) | ((1.., 0, _), (0, 1.., _))
+                ) {
+                    return Reads::Equality;
+                }
+            }
+            Reads::Other
+        }
+    }
+}
+
+/// Whether DataFusion can decorrelate `query` as written: every condition of its `WHERE`
+/// reads only its own columns or equates one of them with an outer one.
+fn decorrelatable(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    let Some(selection) = &select.selection else {
+        return true;
+    };
+    let Some(names) = relation_names(&select.from) else {
+        return false;
+    };
+    conjuncts(selection.clone())
+        .iter()
+        .all(|c| matches!(classify(c, &names), Reads::Inner | Reads::Equality))
 }
 
 /// Whether every table `query` reads is in `pg_catalog` or `information_schema`.
@@ -199,13 +592,85 @@ mod tests {
     }
 
     #[test]
-    fn catalog_subqueries_keep_the_crate_rewrite() {
+    fn catalog_lookups_become_aggregates() {
+        // in a select list
         assert_eq!(
             parsed(
                 "SELECT c.relname, (SELECT d.description FROM pg_catalog.pg_description d \
                  WHERE d.objoid = c.oid) AS comment FROM pg_catalog.pg_class c"
             ),
-            "SELECT c.relname, NULL AS comment FROM pg_catalog.pg_class c"
+            "SELECT c.relname, (SELECT first_value(d.description) FROM pg_catalog.pg_description d \
+             WHERE d.objoid = c.oid) AS comment FROM pg_catalog.pg_class c"
+        );
+        // in a CASE, with a condition on the outer row only (as SQLAlchemy writes them)
+        assert_eq!(
+            parsed(
+                "SELECT CASE WHEN a.attnum > 0 THEN (SELECT d.description \
+                 FROM pg_catalog.pg_description d WHERE a.attnum > 0 AND d.objoid = a.attrelid \
+                 AND d.objsubid = a.attnum) END FROM pg_catalog.pg_attribute a"
+            ),
+            "SELECT CASE WHEN a.attnum > 0 THEN CASE WHEN (a.attnum > 0) THEN (SELECT \
+             first_value(d.description) FROM pg_catalog.pg_description d WHERE \
+             d.objoid = a.attrelid AND d.objsubid = a.attnum) END END FROM pg_catalog.pg_attribute a"
+        );
+        // tarn has no column defaults: a lookup in pg_attrdef finds nothing
+        assert_eq!(
+            parsed(
+                "SELECT CASE WHEN a.atthasdef THEN (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
+                 FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid) END \
+                 FROM pg_catalog.pg_attribute a"
+            ),
+            "SELECT CASE WHEN a.atthasdef THEN NULL END FROM pg_catalog.pg_attribute a"
+        );
+        // ORDER BY … LIMIT 1 picks the first
+        assert_eq!(
+            parsed(
+                "SELECT (SELECT t.typname FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid \
+                 ORDER BY t.typname DESC LIMIT 1) FROM pg_catalog.pg_attribute a"
+            ),
+            "SELECT (SELECT first_value(t.typname ORDER BY t.typname DESC) FROM pg_catalog.pg_type t \
+             WHERE t.oid = a.atttypid) FROM pg_catalog.pg_attribute a"
+        );
+        // aggregates, groups and other limits stay as written
+        for sql in [
+            "SELECT (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid) FROM pg_catalog.pg_attribute a",
+            "SELECT (SELECT t.typname FROM pg_catalog.pg_type t GROUP BY t.typname) FROM pg_catalog.pg_attribute a",
+            "SELECT (SELECT t.typname FROM pg_catalog.pg_type t LIMIT 2) FROM pg_catalog.pg_attribute a",
+        ] {
+            assert_eq!(parsed(sql), sql);
+        }
+    }
+
+    #[test]
+    fn generate_subscripts_becomes_an_unnest() {
+        assert_eq!(
+            parsed(
+                "SELECT unnest(i.indkey), generate_subscripts(i.indkey, 1) FROM pg_catalog.pg_index i"
+            ),
+            "SELECT unnest(i.indkey), unnest(generate_series(1, array_length(i.indkey, 1))) \
+             FROM pg_catalog.pg_index i"
+        );
+        // with a subquery, and a parameter for the dimension
+        assert_eq!(
+            parsed(
+                "SELECT k FROM (SELECT generate_subscripts(i.indkey, $1) AS k \
+                 FROM pg_catalog.pg_index i) AS s"
+            ),
+            "SELECT k FROM (SELECT unnest(generate_series(1, array_length(i.indkey, $1))) AS k \
+             FROM pg_catalog.pg_index i) AS s"
+        );
+    }
+
+    #[test]
+    fn lookups_datafusion_cannot_decorrelate_are_null_in_a_select_list() {
+        // psql's \d: `<>` between the two queries
+        assert_eq!(
+            parsed(
+                "SELECT a.attname, (SELECT c.collname FROM pg_catalog.pg_collation c, \
+                 pg_catalog.pg_type t WHERE c.oid = a.attcollation AND t.oid = a.atttypid \
+                 AND a.attcollation <> t.typcollation) AS attcollation FROM pg_catalog.pg_attribute a"
+            ),
+            "SELECT a.attname, NULL AS attcollation FROM pg_catalog.pg_attribute a"
         );
     }
 }

@@ -329,8 +329,8 @@ async fn encode_rows(
     names: Option<&[Option<String>]>,
     control: &Control,
 ) -> PgWireResult<QueryResponse> {
-    let fields = arrow_schema_to_pg_fields(df.schema().as_arrow(), format, Some(options))?;
-    let fields = Arc::new(rename(fields, names));
+    let fields = pg_fields(df.schema().as_arrow(), format, Some(options), names)?;
+    let fields = Arc::new(fields);
     let batches = executor.stream(df);
     let row_fields = Arc::clone(&fields);
     let rows = batches
@@ -345,6 +345,50 @@ async fn encode_rows(
     let mut response = QueryResponse::new(fields, rows);
     response.data_rows = control.guard(response.data_rows);
     Ok(response)
+}
+
+/// The RowDescription of a result of `schema`: each column's type, its size (`typlen`) and
+/// modifier (a numeric's precision and scale) as Postgres describes them, under the
+/// Postgres names in `names`.
+fn pg_fields(
+    schema: &datafusion::arrow::datatypes::Schema,
+    format: &Format,
+    options: Option<Arc<FormatOptions>>,
+    names: Option<&[Option<String>]>,
+) -> PgWireResult<Vec<FieldInfo>> {
+    let fields = arrow_schema_to_pg_fields(schema, format, options)?
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(info, field)| {
+            let size = type_size(info.datatype());
+            let info = info.with_type_size(size);
+            match field.data_type() {
+                DataType::Decimal32(p, s)
+                | DataType::Decimal64(p, s)
+                | DataType::Decimal128(p, s)
+                | DataType::Decimal256(p, s)
+                    if *s >= 0 =>
+                {
+                    info.with_type_modifier(((i32::from(*p) << 16) | i32::from(*s)) + 4)
+                }
+                _ => info,
+            }
+        })
+        .collect();
+    Ok(rename(fields, names))
+}
+
+/// `pg_type.typlen` of `t`: its fixed width in bytes, -1 for a variable-width type.
+fn type_size(t: &Type) -> i16 {
+    match *t {
+        Type::BOOL | Type::CHAR => 1,
+        Type::INT2 => 2,
+        Type::INT4 | Type::FLOAT4 | Type::DATE | Type::OID => 4,
+        Type::INT8 | Type::FLOAT8 | Type::TIME | Type::TIMESTAMP | Type::TIMESTAMPTZ => 8,
+        Type::TIMETZ => 12,
+        Type::INTERVAL | Type::UUID => 16,
+        _ => -1,
+    }
 }
 
 /// `fields` under the Postgres names in `names`, where there is one.
@@ -616,12 +660,12 @@ impl QueryParser for TarnQueryParser {
         if matches!(stmt.plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) {
             return Ok(vec![]);
         }
-        let fields = arrow_schema_to_pg_fields(
+        pg_fields(
             stmt.plan.schema().as_arrow(),
             column_format.unwrap_or(&Format::UnifiedText),
             None,
-        )?;
-        Ok(rename(fields, stmt.names.as_deref()))
+            stmt.names.as_deref(),
+        )
     }
 }
 

@@ -1,0 +1,384 @@
+//! tarn's `pg_catalog`: `datafusion-pg-catalog`'s, with the tables clients reflect keys and
+//! indexes from made truthful and usable.
+//! - `pg_constraint` and `pg_index` are empty: tarn has no constraints and no indexes. The
+//!   crate fills them with rows copied from a PostgreSQL system catalog, whose OIDs name
+//!   nothing in tarn, and holds their array columns (`conkey`, `indkey`, …) as text, so
+//!   `unnest(conkey)`, `indkey[1]` — SQLAlchemy's `get_pk_constraint` / `get_indexes`,
+//!   pgjdbc's `getPrimaryKeys` / `getIndexInfo` — failed to plan. Here they are arrays.
+//! - `pg_namespace` has `information_schema`, which tarn serves and Postgres lists.
+//! - `pg_attribute.atttypmod` carries a numeric column's precision and scale, as
+//!   `((precision << 16) | scale) + 4` (`format_type` then says `numeric(15,2)`, pgjdbc's
+//!   `getColumns` the column size, SQLAlchemy `NUMERIC(15, 2)`); the crate writes -1.
+//! - `pg_class` has `relacl` and `reloptions` (NULL: default privileges, no storage
+//!   options), which SQLAlchemy's index reflection reads.
+
+use std::sync::Arc;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, SchemaRef};
+use datafusion::catalog::{
+    CatalogProviderList, MemTable, SchemaProvider, Session, TableProvider, view::ViewTable,
+};
+use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
+use datafusion::datasource::provider_as_source;
+use datafusion::functions::expr_fn::btrim;
+use datafusion::functions_nested::expr_fn::string_to_array;
+use datafusion::logical_expr::TableType;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, col, lit};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+
+/// The OID PostgreSQL 17 gives `information_schema` (it is assigned at initdb, not fixed).
+const INFORMATION_SCHEMA_OID: i32 = 13_183;
+
+/// Columns the crate holds as text that are arrays: (column, element type).
+type ArrayColumns = &'static [(&'static str, DataType)];
+
+/// The empty tables, with the array columns the crate holds as text:
+/// (table, separator of the crate's text, columns).
+const ARRAY_COLUMNS: &[(&str, &str, ArrayColumns)] = &[
+    (
+        "pg_constraint",
+        ", ",
+        &[
+            ("conkey", DataType::Int16),
+            ("confkey", DataType::Int16),
+            ("conpfeqop", DataType::Int32),
+            ("conppeqop", DataType::Int32),
+            ("conffeqop", DataType::Int32),
+            ("confdelsetcols", DataType::Int16),
+            ("conexclop", DataType::Int32),
+        ],
+    ),
+    (
+        "pg_index",
+        " ",
+        &[
+            ("indkey", DataType::Int16),
+            ("indcollation", DataType::Int32),
+            ("indclass", DataType::Int32),
+            ("indoption", DataType::Int16),
+        ],
+    ),
+];
+
+/// The crate's `pg_catalog` schema with the tables above replaced.
+#[derive(Debug)]
+pub(crate) struct TarnPgCatalog {
+    inner: Arc<dyn SchemaProvider>,
+    /// Where the tables `pg_attribute` describes are.
+    catalogs: Arc<dyn CatalogProviderList>,
+}
+
+impl TarnPgCatalog {
+    pub(crate) fn new(
+        inner: Arc<dyn SchemaProvider>,
+        catalogs: Arc<dyn CatalogProviderList>,
+    ) -> Self {
+        Self { inner, catalogs }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for TarnPgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(table) = self.inner.table(name).await? else {
+            return Ok(None);
+        };
+        let name = name.to_ascii_lowercase();
+        if name == "pg_namespace" {
+            return with_information_schema(table).map(Some);
+        }
+        if name == "pg_attribute" {
+            return Ok(Some(Arc::new(PgAttribute {
+                attributes: table,
+                pg_catalog: Arc::clone(&self.inner),
+                catalogs: Arc::clone(&self.catalogs),
+            })));
+        }
+        if name == "pg_class" {
+            return with_null_text_arrays(&name, table, &["relacl", "reloptions"]).map(Some);
+        }
+        match ARRAY_COLUMNS.iter().find(|(t, ..)| *t == name) {
+            Some((_, separator, columns)) => {
+                empty_with_arrays(&name, table, separator, columns).map(Some)
+            }
+            None => Ok(Some(table)),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
+/// `table` with no rows, and `columns` parsed from text into arrays.
+fn empty_with_arrays(
+    name: &str,
+    table: Arc<dyn TableProvider>,
+    separator: &str,
+    columns: &[(&str, DataType)],
+) -> Result<Arc<dyn TableProvider>> {
+    let schema = table.schema();
+    let exprs: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = col(format!("\"{}\"", field.name()));
+            match columns.iter().find(|(c, _)| c == field.name()) {
+                Some((_, element)) => cast(
+                    string_to_array(
+                        btrim(vec![column, lit("[]{}")]),
+                        lit(separator),
+                        lit(ScalarValue::Utf8(None)),
+                    ),
+                    DataType::List(Arc::new(Field::new_list_field(element.clone(), true))),
+                )
+                .alias(field.name()),
+                None => column,
+            }
+        })
+        .collect();
+    let plan = LogicalPlanBuilder::scan(name, provider_as_source(table), None)?
+        .filter(lit(false))?
+        .project(exprs)?
+        .build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
+
+/// `table` with `columns` added, NULL text arrays, where it lacks them.
+fn with_null_text_arrays(
+    name: &str,
+    table: Arc<dyn TableProvider>,
+    columns: &[&str],
+) -> Result<Arc<dyn TableProvider>> {
+    let schema = table.schema();
+    let missing: Vec<&str> = columns
+        .iter()
+        .copied()
+        .filter(|c| schema.field_with_name(c).is_err())
+        .collect();
+    if missing.is_empty() {
+        return Ok(table);
+    }
+    let text_array = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
+    let exprs: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .map(|field| col(format!("\"{}\"", field.name())))
+        .chain(
+            missing
+                .iter()
+                .map(|c| cast(lit(ScalarValue::Null), text_array.clone()).alias(*c)),
+        )
+        .collect();
+    let plan = LogicalPlanBuilder::scan(name, provider_as_source(table), None)?
+        .project(exprs)?
+        .build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
+
+/// The crate's `pg_namespace` and a row for `information_schema`.
+fn with_information_schema(table: Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>> {
+    let schema = table.schema();
+    let row: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let value = match field.name().as_str() {
+                "oid" => lit(INFORMATION_SCHEMA_OID),
+                "nspname" => lit("information_schema"),
+                "nspowner" => lit(10i32),
+                _ => lit(ScalarValue::try_from(field.data_type())?),
+            };
+            Ok(cast(value, field.data_type().clone()).alias(field.name()))
+        })
+        .collect::<Result<_>>()?;
+    let extra = LogicalPlanBuilder::empty(true).project(row)?.build()?;
+    let plan = LogicalPlanBuilder::scan("pg_namespace", provider_as_source(table), None)?
+        .union(extra)?
+        .build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
+
+/// The OID of Postgres's `numeric`.
+const NUMERIC_OID: i32 = 1700;
+
+/// The crate's `pg_attribute`, with numeric typmods.
+#[derive(Debug)]
+struct PgAttribute {
+    attributes: Arc<dyn TableProvider>,
+    pg_catalog: Arc<dyn SchemaProvider>,
+    catalogs: Arc<dyn CatalogProviderList>,
+}
+
+impl PgAttribute {
+    /// The rows of the crate's `name`, all of them.
+    async fn rows(&self, state: &dyn Session, name: &str) -> Result<Vec<RecordBatch>> {
+        let Some(table) = self.pg_catalog.table(name).await? else {
+            return plan_err!("pg_catalog.{name} is missing");
+        };
+        let plan = table.scan(state, None, &[], None).await?;
+        collect(plan, state.task_ctx()).await
+    }
+
+    /// The attributes with each numeric column's typmod from its table's schema.
+    async fn with_typmods(&self, state: &dyn Session, batch: &RecordBatch) -> Result<RecordBatch> {
+        let column = |name: &str| -> Result<&ArrayRef> {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| DataFusionError::Plan(format!("pg_attribute.{name} is missing")))
+        };
+        let typids = column("atttypid")?.as_primitive_opt::<Int32Type>();
+        let relids = column("attrelid")?.as_primitive_opt::<Int32Type>();
+        let names = column("attname")?.as_string_opt::<i32>();
+        let typmods = column("atttypmod")?.as_primitive_opt::<Int32Type>();
+        let (Some(typids), Some(relids), Some(names), Some(typmods)) =
+            (typids, relids, names, typmods)
+        else {
+            return plan_err!("pg_attribute has columns of unexpected types");
+        };
+        let numeric: Vec<usize> = (0..batch.num_rows())
+            .filter(|&i| typids.is_valid(i) && typids.value(i) == NUMERIC_OID)
+            .collect();
+        if numeric.is_empty() {
+            return Ok(batch.clone());
+        }
+        // attrelid -> (schema, table), through pg_class and pg_namespace
+        let mut namespaces = HashMap::new();
+        for b in self.rows(state, "pg_namespace").await? {
+            let (Some(oids), Some(names)) = (
+                b.column_by_name("oid")
+                    .and_then(|c| c.as_primitive_opt::<Int32Type>()),
+                b.column_by_name("nspname")
+                    .and_then(|c| c.as_string_opt::<i32>()),
+            ) else {
+                return plan_err!("pg_namespace has columns of unexpected types");
+            };
+            for i in 0..b.num_rows() {
+                namespaces.insert(oids.value(i), names.value(i).to_owned());
+            }
+        }
+        let mut relations = HashMap::new();
+        for b in self.rows(state, "pg_class").await? {
+            let (Some(oids), Some(names), Some(spaces)) = (
+                b.column_by_name("oid")
+                    .and_then(|c| c.as_primitive_opt::<Int32Type>()),
+                b.column_by_name("relname")
+                    .and_then(|c| c.as_string_opt::<i32>()),
+                b.column_by_name("relnamespace")
+                    .and_then(|c| c.as_primitive_opt::<Int32Type>()),
+            ) else {
+                return plan_err!("pg_class has columns of unexpected types");
+            };
+            for i in 0..b.num_rows() {
+                if let Some(space) = namespaces.get(&spaces.value(i)) {
+                    relations.insert(oids.value(i), (space.clone(), names.value(i).to_owned()));
+                }
+            }
+        }
+        let mut out: Vec<Option<i32>> = typmods.iter().collect();
+        let mut schemas: HashMap<i32, Option<SchemaRef>> = HashMap::new();
+        for i in numeric {
+            let relid = relids.value(i);
+            let schema = match schemas.entry(relid) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => new.insert(match relations.get(&relid) {
+                    Some((space, table)) => self.table_schema(space, table).await?,
+                    None => None,
+                }),
+            };
+            let field = schema
+                .as_ref()
+                .and_then(|s| s.field_with_name(names.value(i)).ok().cloned());
+            if let Some(field) = field
+                && let Some(typmod) = numeric_typmod(field.data_type())
+            {
+                out[i] = Some(typmod);
+            }
+        }
+        let index = batch.schema().index_of("atttypmod")?;
+        let mut columns = batch.columns().to_vec();
+        columns[index] = Arc::new(Int32Array::from(out));
+        Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    }
+
+    /// The schema of table `schema.table`, looked up in every catalog, as the crate does.
+    async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
+        for catalog in self.catalogs.catalog_names() {
+            if let Some(provider) = self
+                .catalogs
+                .catalog(&catalog)
+                .and_then(|c| c.schema(schema))
+                && let Some(t) = provider.table(table).await?
+            {
+                return Ok(Some(t.schema()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Postgres's typmod of a numeric of `data_type`'s precision and scale.
+fn numeric_typmod(data_type: &DataType) -> Option<i32> {
+    let (precision, scale) = match data_type {
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) => (*p, *s),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => (*p, *s),
+        _ => return None,
+    };
+    // Postgres has no negative scale
+    let scale = u16::try_from(scale).ok()?;
+    Some(((i32::from(precision) << 16) | i32::from(scale)) + 4)
+}
+
+#[async_trait]
+impl TableProvider for PgAttribute {
+    fn schema(&self) -> SchemaRef {
+        self.attributes.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.attributes.scan(state, None, &[], None).await?;
+        let mut batches = Vec::new();
+        for batch in collect(plan, state.task_ctx()).await? {
+            batches.push(self.with_typmods(state, &batch).await?);
+        }
+        MemTable::try_new(self.schema(), vec![batches])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_typmods_are_postgres_typmods() {
+        // SELECT atttypmod FROM pg_attribute for numeric(15,2), numeric(38,0) in PostgreSQL 16
+        assert_eq!(numeric_typmod(&DataType::Decimal128(15, 2)), Some(983_046));
+        assert_eq!(
+            numeric_typmod(&DataType::Decimal128(38, 0)),
+            Some(2_490_372)
+        );
+        assert_eq!(numeric_typmod(&DataType::Decimal128(10, -2)), None);
+        assert_eq!(numeric_typmod(&DataType::Int64), None);
+    }
+}
