@@ -18,6 +18,7 @@ mod ingest;
 pub mod params;
 mod pg_catalog;
 mod pg_functions;
+pub mod pg_names;
 mod pg_parse;
 mod pg_rewrite;
 mod provider;

@@ -12,9 +12,10 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArg, FunctionArguments, GroupByExpr, JoinOperator,
-    LimitClause, ObjectName, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement,
-    TableFactor, TableWithJoins, Value, Visit, VisitMut, Visitor, VisitorMut,
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    Ident, JoinOperator, LimitClause, ObjectName, OrderBy, OrderByExpr, OrderByKind, Query,
+    SelectItem, SetExpr, Statement, TableFactor, TableWithJoins, Value, Visit, VisitMut, Visitor,
+    VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -56,10 +57,12 @@ impl Default for PgParser {
             rules.push(Arc::new(FixVersionColumnName));
             rules
         };
+        let mut tarn = with(Arc::new(CatalogScalarSubqueries));
+        tarn.push(Arc::new(InnerColumnNames));
         Self {
             crate_parser: PostgresCompatibilityParser::new(),
             all: with(Arc::new(RemoveSubqueryFromProjection)),
-            tarn: with(Arc::new(CatalogScalarSubqueries)),
+            tarn,
         }
     }
 }
@@ -88,8 +91,13 @@ impl PgParser {
 
     fn parse_with_crate_rules(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
         let parsed = self.crate_parser.parse(sql)?;
-        // A subquery needs a second SELECT.
-        if sql.to_ascii_lowercase().matches("select").count() < 2 {
+        // A subquery needs a second SELECT; the description functions and
+        // pg_table_is_visible become subqueries.
+        let lower = sql.to_ascii_lowercase();
+        if lower.matches("select").count() < 2
+            && !lower.contains("_description")
+            && !lower.contains("pg_table_is_visible")
+        {
             return Ok(parsed);
         }
         let Ok(plain) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
@@ -101,6 +109,77 @@ impl PgParser {
             return Ok(parsed);
         }
         Ok(plain.into_iter().map(|s| apply(&self.tarn, s)).collect())
+    }
+}
+
+/// The columns of derived tables and `WITH` queries under the names Postgres gives them
+/// (`count`, `sum`, `lower`), which the query around them refers to: Superset wraps a
+/// virtual dataset's SQL in `SELECT … FROM (<sql>) AS virtual_table`. DataFusion names them
+/// after the whole expression (`count(*)`). A name two columns would share is left alone
+/// (DataFusion refuses duplicates); so are expressions Postgres calls `?column?`.
+#[derive(Debug)]
+struct InnerColumnNames;
+
+impl SqlStatementRewriteRule for InnerColumnNames {
+    fn rewrite(&self, mut statement: Statement) -> Statement {
+        let _ = VisitMut::visit(&mut statement, &mut InnerNames);
+        statement
+    }
+}
+
+struct InnerNames;
+
+impl VisitorMut for InnerNames {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(with) = &mut query.with {
+            for cte in &mut with.cte_tables {
+                name_outputs(&mut cte.query);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Derived { subquery, .. } = factor {
+            name_outputs(subquery);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Aliases the unnamed expressions of the select that names `query`'s columns.
+fn name_outputs(query: &mut Query) {
+    let mut body = query.body.as_mut();
+    let select = loop {
+        match body {
+            SetExpr::Select(select) => break select,
+            SetExpr::SetOperation { left, .. } => body = left.as_mut(),
+            SetExpr::Query(inner) => body = inner.body.as_mut(),
+            _ => return,
+        }
+    };
+    let names: Vec<Option<String>> = select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) => crate::pg_names::strength_name(e),
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+            _ => None,
+        })
+        .collect();
+    for (item, name) in select.projection.iter_mut().zip(&names) {
+        if let SelectItem::UnnamedExpr(expr) = item
+            && !matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+            && let Some(name) = name
+            && names.iter().filter(|n| n.as_ref() == Some(name)).count() == 1
+        {
+            *item = SelectItem::ExprWithAlias {
+                expr: expr.clone(),
+                alias: Ident::with_quote('"', name.clone()),
+            };
+        }
     }
 }
 
@@ -166,6 +245,16 @@ impl VisitorMut for ScalarSubqueries {
             return ControlFlow::Continue(());
         };
         for item in &mut select.projection {
+            // What is rewritten keeps the name Postgres gives it (`collname`, `array`,
+            // `obj_description`), not the rewrite's (`first_value`, `coalesce`).
+            if let SelectItem::UnnamedExpr(expr) = item
+                && let Some(name) = name_of_rewritten(expr)
+            {
+                *item = SelectItem::ExprWithAlias {
+                    expr: expr.clone(),
+                    alias: Ident::with_quote('"', name),
+                };
+            }
             let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item
             else {
                 continue;
@@ -185,13 +274,177 @@ impl VisitorMut for ScalarSubqueries {
     // After the children, so that nested subqueries are rewritten first and what this one
     // becomes is not visited again.
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if let Expr::Subquery(query) = expr
-            && reads_only_catalog(query)
-            && let Some(rewritten) = lookup_as_aggregate(query)
-        {
-            *expr = rewritten;
+        if let Some(lookup) = function_lookup(expr) {
+            *expr = Expr::Subquery(Box::new(lookup));
+        }
+        match expr {
+            Expr::Subquery(query) if reads_only_catalog(query) => {
+                if let Some(rewritten) = lookup_as_aggregate(query) {
+                    *expr = rewritten;
+                }
+            }
+            Expr::Function(f)
+                if f.name.to_string().eq_ignore_ascii_case("array")
+                    && let FunctionArguments::Subquery(query) = &f.args
+                    && reads_only_catalog(query) =>
+            {
+                if let Some(rewritten) = array_as_aggregate(query) {
+                    *expr = rewritten;
+                }
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// The OIDs of the catalogs `obj_description(oid, catalog)` names: fixed in PostgreSQL
+/// (its catalog headers), and the `classoid`s of the descriptions tarn ships.
+const CATALOG_OIDS: &[(&str, u32)] = &[
+    ("pg_am", 2601),
+    ("pg_cast", 2605),
+    ("pg_class", 1259),
+    ("pg_collation", 3456),
+    ("pg_constraint", 2606),
+    ("pg_conversion", 2607),
+    ("pg_database", 1262),
+    ("pg_extension", 3079),
+    ("pg_language", 2612),
+    ("pg_namespace", 2615),
+    ("pg_opclass", 2616),
+    ("pg_operator", 2617),
+    ("pg_opfamily", 2753),
+    ("pg_proc", 1255),
+    ("pg_tablespace", 1213),
+    ("pg_trigger", 2620),
+    ("pg_ts_config", 3602),
+    ("pg_ts_dict", 3600),
+    ("pg_ts_parser", 3601),
+    ("pg_ts_template", 3764),
+    ("pg_type", 1247),
+];
+
+/// `obj_description(oid, 'catalog')`, `col_description(table, column)` and
+/// `shobj_description(oid, 'catalog')` as the lookups in `pg_description` /
+/// `pg_shdescription` that Postgres defines them as; `pg_table_is_visible(oid)` as the
+/// lookup in [`table_visibility`].
+fn function_lookup(expr: &Expr) -> Option<Query> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let name = f.name.0.last()?.as_ident()?.value.to_ascii_lowercase();
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let args: Vec<&Expr> = list
+        .args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let catalog = |e: &Expr| -> Option<u32> {
+        let Expr::Value(v) = e else { return None };
+        let Value::SingleQuotedString(text) = &v.value else {
+            return None;
+        };
+        let text = text.strip_prefix("pg_catalog.").unwrap_or(text);
+        CATALOG_OIDS
+            .iter()
+            .find(|(n, _)| *n == text)
+            .map(|(_, oid)| *oid)
+    };
+    let (table, condition) = match (name.as_str(), args.as_slice()) {
+        ("obj_description", [object, class]) => (
+            "pg_description",
+            format!(
+                "tarn_d.objoid = {object} AND tarn_d.classoid = {} AND tarn_d.objsubid = 0",
+                catalog(class)?
+            ),
+        ),
+        ("col_description", [table, column]) => (
+            "pg_description",
+            format!(
+                "tarn_d.objoid = {table} AND tarn_d.classoid = 1259 AND tarn_d.objsubid = {column}"
+            ),
+        ),
+        ("shobj_description", [object, class]) => (
+            "pg_shdescription",
+            format!(
+                "tarn_d.objoid = {object} AND tarn_d.classoid = {}",
+                catalog(class)?
+            ),
+        ),
+        ("pg_table_is_visible", [relation]) => return table_visibility(relation),
+        _ => return None,
+    };
+    let sql =
+        format!("SELECT tarn_d.description FROM pg_catalog.{table} AS tarn_d WHERE {condition}");
+    let Statement::Query(query) = Parser::parse_sql(&PostgreSqlDialect {}, &sql).ok()?.pop()?
+    else {
+        return None;
+    };
+    Some(*query)
+}
+
+/// `pg_table_is_visible(relation)` as Postgres defines it: the relation's schema is on the
+/// search path (`current_schemas(true)`, with `pg_catalog`), and no relation of the same
+/// name is in a schema before it there. NULL for an OID that names no relation. (The
+/// crate's answers true for every relation, so psql's `\dt` listed every schema's tables.)
+fn table_visibility(relation: &Expr) -> Option<Query> {
+    let sql = format!(
+        "SELECT bool_and(array_position(current_schemas(true), tarn_n.nspname) IS NOT NULL \
+         AND coalesce(array_position(current_schemas(true), tarn_n2.nspname) \
+         >= array_position(current_schemas(true), tarn_n.nspname), true)) \
+         FROM pg_catalog.pg_class AS tarn_c \
+         JOIN pg_catalog.pg_namespace AS tarn_n ON tarn_n.oid = tarn_c.relnamespace \
+         JOIN pg_catalog.pg_class AS tarn_c2 ON tarn_c2.relname = tarn_c.relname \
+         JOIN pg_catalog.pg_namespace AS tarn_n2 ON tarn_n2.oid = tarn_c2.relnamespace \
+         WHERE tarn_c.oid = {relation}"
+    );
+    let Statement::Query(query) = Parser::parse_sql(&PostgreSqlDialect {}, &sql).ok()?.pop()?
+    else {
+        return None;
+    };
+    Some(*query)
+}
+
+/// The name Postgres gives a select-list item that [`ScalarSubqueries`] may rewrite: a
+/// catalog subquery is named after its column, `ARRAY(…)` "array", a description function
+/// after itself; `None` for other items, and where the name is not a plain one.
+fn name_of_rewritten(expr: &Expr) -> Option<String> {
+    fn simple(expr: &Expr) -> Option<String> {
+        let ident = match expr {
+            Expr::Identifier(ident) => ident,
+            Expr::CompoundIdentifier(parts) => parts.last()?,
+            Expr::Function(f) => f.name.0.last()?.as_ident()?,
+            _ => return None,
+        };
+        Some(match ident.quote_style {
+            Some(_) => ident.value.clone(),
+            None => ident.value.to_lowercase(),
+        })
+    }
+    match expr {
+        Expr::Subquery(query) if reads_only_catalog(query) => {
+            let SetExpr::Select(select) = query.body.as_ref() else {
+                return None;
+            };
+            match select.projection.as_slice() {
+                [SelectItem::ExprWithAlias { alias, .. }] => Some(alias.value.clone()),
+                [SelectItem::UnnamedExpr(e)] => simple(e),
+                _ => None,
+            }
+        }
+        Expr::Function(f)
+            if matches!(&f.args, FunctionArguments::Subquery(q) if reads_only_catalog(q))
+                && f.name.to_string().eq_ignore_ascii_case("array") =>
+        {
+            Some("array".to_owned())
+        }
+        Expr::Function(_) if function_lookup(expr).is_some() => simple(expr),
+        _ => None,
     }
 }
 
@@ -240,6 +493,21 @@ const AGGREGATES: &[&str] = &[
 /// `query` as `first_value` of its single expression, with the outer-only conditions of its
 /// `WHERE` moved out into a `CASE`; `None` when it is not such a lookup.
 fn lookup_as_aggregate(query: &Query) -> Option<Expr> {
+    as_aggregate(query, "first_value", true)
+}
+
+/// `ARRAY(query)` as `coalesce((SELECT array_agg(expr) …), make_array())`: the same
+/// rows in the same order, and `{}` for none.
+fn array_as_aggregate(query: &Query) -> Option<Expr> {
+    let aggregated = as_aggregate(query, "array_agg", false)?;
+    parse_expr(&format!("coalesce({aggregated}, make_array())"))
+}
+
+/// `query`, a select of one plain expression, as a subquery of `aggregate` of it, with
+/// the outer-only conditions of its `WHERE` moved out into a `CASE`; `None` when it is not
+/// one, or DataFusion could not decorrelate it even so. `LIMIT 1` is allowed where taking
+/// the first is what `aggregate` does.
+fn as_aggregate(query: &Query, aggregate: &str, limit_one: bool) -> Option<Expr> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
@@ -260,7 +528,7 @@ fn lookup_as_aggregate(query: &Query) -> Option<Expr> {
             limit: Some(limit),
             offset: None,
             limit_by,
-        }) if limit.to_string() == "1" && limit_by.is_empty() => false,
+        }) if limit_one && limit.to_string() == "1" && limit_by.is_empty() => false,
         Some(_) => true,
     };
     if grouped
@@ -277,7 +545,30 @@ fn lookup_as_aggregate(query: &Query) -> Option<Expr> {
         Some(OrderBy {
             kind: OrderByKind::Expressions(exprs),
             interpolate: None,
-        }) => format!(" ORDER BY {}", display_comma_separated(exprs)),
+        }) => {
+            // `ORDER BY 1` and `ORDER BY <alias>` name the selected expression, which an
+            // aggregate's ORDER BY must spell out.
+            let alias = match item {
+                SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+                _ => None,
+            };
+            let exprs: Vec<OrderByExpr> = exprs
+                .iter()
+                .map(|o| {
+                    let names_value = match &o.expr {
+                        Expr::Value(v) => matches!(&v.value, Value::Number(n, _) if n == "1"),
+                        Expr::Identifier(i) => alias.as_deref() == Some(&*i.value.to_lowercase()),
+                        _ => false,
+                    };
+                    let mut o = o.clone();
+                    if names_value {
+                        o.expr = value.clone();
+                    }
+                    o
+                })
+                .collect();
+            format!(" ORDER BY {}", display_comma_separated(&exprs))
+        }
         Some(_) => return None,
     };
     if reads_an_empty_table(&select.from) {
@@ -290,7 +581,7 @@ fn lookup_as_aggregate(query: &Query) -> Option<Expr> {
         return None;
     };
     select.projection = vec![SelectItem::UnnamedExpr(parse_expr(&format!(
-        "first_value({value}{order})"
+        "{aggregate}({value}{order})"
     ))?)];
     let mut outer = Vec::new();
     if let Some(selection) = select.selection.take() {
@@ -629,13 +920,13 @@ mod tests {
                  ORDER BY t.typname DESC LIMIT 1) FROM pg_catalog.pg_attribute a"
             ),
             "SELECT (SELECT first_value(t.typname ORDER BY t.typname DESC) FROM pg_catalog.pg_type t \
-             WHERE t.oid = a.atttypid) FROM pg_catalog.pg_attribute a"
+             WHERE t.oid = a.atttypid) AS \"typname\" FROM pg_catalog.pg_attribute a"
         );
         // aggregates, groups and other limits stay as written
         for sql in [
-            "SELECT (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid) FROM pg_catalog.pg_attribute a",
-            "SELECT (SELECT t.typname FROM pg_catalog.pg_type t GROUP BY t.typname) FROM pg_catalog.pg_attribute a",
-            "SELECT (SELECT t.typname FROM pg_catalog.pg_type t LIMIT 2) FROM pg_catalog.pg_attribute a",
+            "SELECT (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid) AS n FROM pg_catalog.pg_attribute a",
+            "SELECT (SELECT t.typname FROM pg_catalog.pg_type t GROUP BY t.typname) AS n FROM pg_catalog.pg_attribute a",
+            "SELECT (SELECT t.typname FROM pg_catalog.pg_type t LIMIT 2) AS n FROM pg_catalog.pg_attribute a",
         ] {
             assert_eq!(parsed(sql), sql);
         }
@@ -672,5 +963,59 @@ mod tests {
             ),
             "SELECT a.attname, NULL AS attcollation FROM pg_catalog.pg_attribute a"
         );
+    }
+
+    #[test]
+    fn catalog_arrays_become_array_agg() {
+        assert_eq!(
+            parsed(
+                "SELECT r.rolname, ARRAY(SELECT b.rolname FROM pg_catalog.pg_auth_members m \
+                 JOIN pg_catalog.pg_roles b ON (m.roleid = b.oid) WHERE m.member = r.oid \
+                 ORDER BY 1) AS memberof FROM pg_catalog.pg_roles r"
+            ),
+            "SELECT r.rolname, coalesce((SELECT array_agg(b.rolname ORDER BY b.rolname) \
+             FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles b ON (m.roleid = b.oid) \
+             WHERE m.member = r.oid), make_array()) AS memberof FROM pg_catalog.pg_roles r"
+        );
+        // unnamed, it keeps Postgres' name
+        assert_eq!(
+            parsed("SELECT ARRAY(SELECT n.nspname FROM pg_catalog.pg_namespace n)"),
+            "SELECT coalesce((SELECT array_agg(n.nspname) FROM pg_catalog.pg_namespace n), \
+             make_array()) AS \"array\""
+        );
+    }
+
+    #[test]
+    fn descriptions_are_lookups_in_pg_description() {
+        assert_eq!(
+            parsed("SELECT obj_description(c.oid, 'pg_class') FROM pg_catalog.pg_class c"),
+            "SELECT (SELECT first_value(tarn_d.description) FROM pg_catalog.pg_description AS \
+             tarn_d WHERE tarn_d.objoid = c.oid AND tarn_d.classoid = 1259 AND \
+             tarn_d.objsubid = 0) AS \"obj_description\" FROM pg_catalog.pg_class c"
+        );
+        assert_eq!(
+            parsed("SELECT col_description(16390, 2) AS d"),
+            "SELECT (SELECT first_value(tarn_d.description) FROM pg_catalog.pg_description AS \
+             tarn_d WHERE tarn_d.objoid = 16390 AND tarn_d.classoid = 1259 AND \
+             tarn_d.objsubid = 2) AS d"
+        );
+        // a catalog Postgres does not have stays a call, and fails as Postgres does
+        let sql = "SELECT obj_description(1, 'pg_nothing')";
+        assert_eq!(parsed(sql), sql);
+    }
+
+    #[test]
+    fn derived_tables_and_ctes_name_columns_as_postgres() {
+        assert_eq!(
+            parsed("SELECT t.count FROM (SELECT count(*) FROM demo.region) t"),
+            "SELECT t.count FROM (SELECT count(*) AS \"count\" FROM demo.region) t"
+        );
+        assert_eq!(
+            parsed("WITH t AS (SELECT lower(r_name), r_name FROM r) SELECT * FROM t"),
+            "WITH t AS (SELECT lower(r_name) AS \"lower\", r_name FROM r) SELECT * FROM t"
+        );
+        // two columns named count, and ?column?: as written
+        let sql = "SELECT * FROM (SELECT count(*), count(a), 1 + 1 FROM r) t";
+        assert_eq!(parsed(sql), sql);
     }
 }

@@ -33,7 +33,6 @@ use tarn_sql::{CommandTag, QueryOutput, Session};
 
 mod auth;
 mod control;
-mod names;
 mod settings;
 mod transaction;
 
@@ -417,7 +416,7 @@ fn rename(fields: Vec<FieldInfo>, names: Option<&[Option<String>]>) -> Vec<Field
 
 /// The Postgres column names of `statement`'s result, if it has rows.
 fn pg_names(statement: &Statement, plan: &LogicalPlan) -> Option<Vec<Option<String>>> {
-    names::column_names(statement.as_sql()?, plan.schema().fields().len())
+    tarn_sql::pg_names::column_names(statement.as_sql()?, plan.schema().fields().len())
 }
 
 #[async_trait]

@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::ast::{
 
 /// The Postgres name of each output column of `statement`, where it differs from what the plan
 /// calls it; `None` where the plan's name stands (wildcards, aliases, statements without rows).
-pub(crate) fn column_names(statement: &Statement, columns: usize) -> Option<Vec<Option<String>>> {
+pub fn column_names(statement: &Statement, columns: usize) -> Option<Vec<Option<String>>> {
     let Statement::Query(query) = statement else {
         return None;
     };
@@ -62,7 +62,7 @@ fn figure_name(expr: &Expr) -> String {
 }
 
 /// Postgres' FigureColnameInternal: a name when the expression has one.
-fn strength_name(expr: &Expr) -> Option<String> {
+pub(crate) fn strength_name(expr: &Expr) -> Option<String> {
     match expr {
         Expr::Identifier(ident) => Some(ident_name(ident)),
         Expr::CompoundIdentifier(parts) => parts.last().map(ident_name),
