@@ -14,17 +14,29 @@ use crate::error::{Error, Result};
 
 /// Gives every parameter a type, as Postgres does at Parse: the type DataFusion inferred
 /// from its context (a comparison, an insert), else the type of a cast of the bare parameter
-/// (`$1::int`), else `text`. The plan's schema is recomputed so Describe reports it.
+/// (`$1::int`), else an array of the element's type for `x = ANY($1)` (psycopg binds a list
+/// of strings without a type), else `text`. The plan's schema is recomputed so Describe
+/// reports it.
 pub fn resolve_parameter_types(plan: LogicalPlan) -> Result<LogicalPlan> {
     use datafusion::arrow::datatypes::Field;
     use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::expr::Placeholder;
-    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
     let mut types = plan.get_parameter_types()?;
     if !types.values().any(Option::is_none) {
         return Ok(plan);
     }
     plan.apply_with_subqueries(|node| {
+        // what the node's expressions read
+        let schema = node
+            .inputs()
+            .into_iter()
+            .map(|input| input.schema().as_ref().clone())
+            .reduce(|mut a, b| {
+                a.merge(&b);
+                a
+            })
+            .unwrap_or_else(datafusion::common::DFSchema::empty);
         node.apply_expressions(|expr| {
             expr.apply(|e| {
                 if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
@@ -32,6 +44,17 @@ pub fn resolve_parameter_types(plan: LogicalPlan) -> Result<LogicalPlan> {
                     && let Some(slot @ None) = types.get_mut(&p.id)
                 {
                     *slot = Some(field.data_type().clone());
+                }
+                // `x = ANY($1)`, as the pg-catalog parser writes it
+                if let Expr::ScalarFunction(f) = e
+                    && f.name() == "array_has"
+                    && let [Expr::Placeholder(p), element] = f.args.as_slice()
+                    && let Some(slot @ None) = types.get_mut(&p.id)
+                    && let Ok(element) = element.get_type(&schema)
+                {
+                    *slot = Some(DataType::List(Arc::new(Field::new_list_field(
+                        element, true,
+                    ))));
                 }
                 Ok(TreeNodeRecursion::Continue)
             })

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, SchemaRef};
 use datafusion::catalog::{
     CatalogProviderList, MemTable, SchemaProvider, Session, TableProvider, view::ViewTable,
@@ -231,20 +231,10 @@ impl PgAttribute {
 
     /// The attributes with each numeric column's typmod from its table's schema.
     async fn with_typmods(&self, state: &dyn Session, batch: &RecordBatch) -> Result<RecordBatch> {
-        let column = |name: &str| -> Result<&ArrayRef> {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| DataFusionError::Plan(format!("pg_attribute.{name} is missing")))
-        };
-        let typids = column("atttypid")?.as_primitive_opt::<Int32Type>();
-        let relids = column("attrelid")?.as_primitive_opt::<Int32Type>();
-        let names = column("attname")?.as_string_opt::<i32>();
-        let typmods = column("atttypmod")?.as_primitive_opt::<Int32Type>();
-        let (Some(typids), Some(relids), Some(names), Some(typmods)) =
-            (typids, relids, names, typmods)
-        else {
-            return plan_err!("pg_attribute has columns of unexpected types");
-        };
+        let typids = int32s(batch, "pg_attribute", "atttypid")?;
+        let relids = int32s(batch, "pg_attribute", "attrelid")?;
+        let names = texts(batch, "pg_attribute", "attname")?;
+        let typmods = int32s(batch, "pg_attribute", "atttypmod")?;
         let numeric: Vec<usize> = (0..batch.num_rows())
             .filter(|&i| typids.is_valid(i) && typids.value(i) == NUMERIC_OID)
             .collect();
@@ -254,30 +244,19 @@ impl PgAttribute {
         // attrelid -> (schema, table), through pg_class and pg_namespace
         let mut namespaces = HashMap::new();
         for b in self.rows(state, "pg_namespace").await? {
-            let (Some(oids), Some(names)) = (
-                b.column_by_name("oid")
-                    .and_then(|c| c.as_primitive_opt::<Int32Type>()),
-                b.column_by_name("nspname")
-                    .and_then(|c| c.as_string_opt::<i32>()),
-            ) else {
-                return plan_err!("pg_namespace has columns of unexpected types");
-            };
+            let (oids, names) = (
+                int32s(&b, "pg_namespace", "oid")?,
+                texts(&b, "pg_namespace", "nspname")?,
+            );
             for i in 0..b.num_rows() {
                 namespaces.insert(oids.value(i), names.value(i).to_owned());
             }
         }
         let mut relations = HashMap::new();
         for b in self.rows(state, "pg_class").await? {
-            let (Some(oids), Some(names), Some(spaces)) = (
-                b.column_by_name("oid")
-                    .and_then(|c| c.as_primitive_opt::<Int32Type>()),
-                b.column_by_name("relname")
-                    .and_then(|c| c.as_string_opt::<i32>()),
-                b.column_by_name("relnamespace")
-                    .and_then(|c| c.as_primitive_opt::<Int32Type>()),
-            ) else {
-                return plan_err!("pg_class has columns of unexpected types");
-            };
+            let oids = int32s(&b, "pg_class", "oid")?;
+            let names = texts(&b, "pg_class", "relname")?;
+            let spaces = int32s(&b, "pg_class", "relnamespace")?;
             for i in 0..b.num_rows() {
                 if let Some(space) = namespaces.get(&spaces.value(i)) {
                     relations.insert(oids.value(i), (space.clone(), names.value(i).to_owned()));
@@ -324,6 +303,22 @@ impl PgAttribute {
         }
         Ok(None)
     }
+}
+
+/// Column `name` of a batch of the crate's `table`, an oid (int4) column.
+fn int32s<'a>(batch: &'a RecordBatch, table: &str, name: &str) -> Result<&'a Int32Array> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<Int32Type>())
+        .ok_or_else(|| DataFusionError::Plan(format!("{table}.{name} is missing or not int4")))
+}
+
+/// Column `name` of a batch of the crate's `table`, a text column.
+fn texts<'a>(batch: &'a RecordBatch, table: &str, name: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| DataFusionError::Plan(format!("{table}.{name} is missing or not text")))
 }
 
 /// Postgres's typmod of a numeric of `data_type`'s precision and scale.

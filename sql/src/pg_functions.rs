@@ -34,6 +34,7 @@ pub(crate) async fn register(ctx: &SessionContext) -> Result<()> {
     }
     ctx.register_udf(pg_size_pretty());
     ctx.register_udf(pg_get_serial_sequence());
+    ctx.register_udf(pg_encoding_to_char());
     // tarn has no constraints, no indexes and no column defaults (its pg_constraint, pg_index
     // and pg_attrdef are empty): no OID names one, and Postgres answers NULL for an OID that
     // names nothing. No expression tree (`pg_get_expr`) either: the crate's answers "".
@@ -282,6 +283,80 @@ fn pg_get_serial_sequence() -> ScalarUDF {
     )
 }
 
+/// Postgres' encoding names by id (its `pg_enc`); tarn's databases are all 6, `UTF8`.
+const ENCODINGS: &[&str] = &[
+    "SQL_ASCII",
+    "EUC_JP",
+    "EUC_CN",
+    "EUC_KR",
+    "EUC_TW",
+    "EUC_JIS_2004",
+    "UTF8",
+    "MULE_INTERNAL",
+    "LATIN1",
+    "LATIN2",
+    "LATIN3",
+    "LATIN4",
+    "LATIN5",
+    "LATIN6",
+    "LATIN7",
+    "LATIN8",
+    "LATIN9",
+    "LATIN10",
+    "WIN1256",
+    "WIN1258",
+    "WIN866",
+    "WIN874",
+    "KOI8R",
+    "WIN1251",
+    "WIN1252",
+    "ISO_8859_5",
+    "ISO_8859_6",
+    "ISO_8859_7",
+    "ISO_8859_8",
+    "WIN1250",
+    "WIN1253",
+    "WIN1254",
+    "WIN1255",
+    "WIN1257",
+    "KOI8U",
+    "SJIS",
+    "BIG5",
+    "GBK",
+    "UHC",
+    "GB18030",
+    "JOHAB",
+    "SHIFT_JIS_2004",
+];
+
+/// `pg_encoding_to_char(id)` with Postgres' names (`UTF8`; the crate's says `UTF-8`, which
+/// pgcli and psql's `\l` show), and `''` for an id that names none, as Postgres answers.
+fn pg_encoding_to_char() -> ScalarUDF {
+    create_udf(
+        "pg_encoding_to_char",
+        vec![DataType::Int32],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let args = ColumnarValue::values_to_arrays(args)?;
+            let ids = args[0].as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+            let names: datafusion::arrow::array::StringArray = ids
+                .iter()
+                .map(|id| {
+                    id.map(|id| {
+                        usize::try_from(id)
+                            .ok()
+                            .and_then(|i| ENCODINGS.get(i))
+                            .copied()
+                            .unwrap_or("")
+                    })
+                })
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(names)))
+        }),
+    )
+}
+
 /// A `pg_get_*(…)` of objects tarn never has: NULL for every argument. Any argument types,
 /// since drivers bind the flags as text or bool.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -327,6 +402,15 @@ impl datafusion::logical_expr::ScalarUDFImpl for NoSuchObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encodings_are_named_as_postgres_names_them() {
+        // SELECT pg_encoding_to_char(n) in PostgreSQL 16
+        assert_eq!(ENCODINGS[6], "UTF8");
+        assert_eq!(ENCODINGS[0], "SQL_ASCII");
+        assert_eq!(ENCODINGS[8], "LATIN1");
+        assert_eq!(ENCODINGS[41], "SHIFT_JIS_2004");
+    }
 
     #[test]
     fn type_names_fold_to_pg_type_names() {

@@ -12,10 +12,10 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
-    Ident, JoinOperator, LimitClause, ObjectName, OrderBy, OrderByExpr, OrderByKind, Query,
-    SelectItem, SetExpr, Statement, TableFactor, TableWithJoins, Value, Visit, VisitMut, Visitor,
-    VisitorMut,
+    BinaryOperator, DataType as SqlDataType, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, Ident, JoinOperator, LimitClause, ObjectName, OrderBy,
+    OrderByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, TableWithJoins,
+    Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -81,9 +81,15 @@ fn same(a: &[Statement], b: &[Statement]) -> bool {
 impl PgParser {
     pub(crate) fn parse(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
         let mut statements = self.parse_with_crate_rules(sql)?;
-        if sql.to_ascii_lowercase().contains("generate_subscripts") {
+        let lower = sql.to_ascii_lowercase();
+        if lower.contains("generate_subscripts") {
             for statement in &mut statements {
                 let _ = VisitMut::visit(statement, &mut GenerateSubscripts);
+            }
+        }
+        if lower.contains("regtype") {
+            for statement in &mut statements {
+                let _ = VisitMut::visit(statement, &mut RegtypeAsText);
             }
         }
         Ok(statements)
@@ -180,6 +186,41 @@ fn name_outputs(query: &mut Query) {
                 alias: Ident::with_quote('"', name.clone()),
             };
         }
+    }
+}
+
+/// `x::regtype::text` as `format_type(x, NULL)`: the type's name, as Postgres writes a
+/// regtype (pgcli's column list, psql's `\d`). The crate keeps a regtype as its number, so
+/// the text was `20` where Postgres says `bigint`.
+struct RegtypeAsText;
+
+impl VisitorMut for RegtypeAsText {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Cast {
+            expr: inner,
+            data_type: text,
+            ..
+        } = expr
+            && matches!(
+                text,
+                SqlDataType::Text | SqlDataType::Varchar(_) | SqlDataType::String(_)
+            )
+            && let Expr::Cast {
+                expr: oid,
+                data_type: regtype,
+                ..
+            } = inner.as_ref()
+            && regtype
+                .to_string()
+                .to_ascii_lowercase()
+                .ends_with("regtype")
+            && let Some(rewritten) = parse_expr(&format!("format_type({oid}, NULL)"))
+        {
+            *expr = rewritten;
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -410,41 +451,22 @@ fn table_visibility(relation: &Expr) -> Option<Query> {
     Some(*query)
 }
 
-/// The name Postgres gives a select-list item that [`ScalarSubqueries`] may rewrite: a
-/// catalog subquery is named after its column, `ARRAY(…)` "array", a description function
-/// after itself; `None` for other items, and where the name is not a plain one.
+/// The name Postgres gives a select-list item that [`ScalarSubqueries`] may rewrite (a
+/// catalog subquery, `ARRAY(…)` of one, a function that becomes a lookup); `None` for
+/// other items.
 fn name_of_rewritten(expr: &Expr) -> Option<String> {
-    fn simple(expr: &Expr) -> Option<String> {
-        let ident = match expr {
-            Expr::Identifier(ident) => ident,
-            Expr::CompoundIdentifier(parts) => parts.last()?,
-            Expr::Function(f) => f.name.0.last()?.as_ident()?,
-            _ => return None,
-        };
-        Some(match ident.quote_style {
-            Some(_) => ident.value.clone(),
-            None => ident.value.to_lowercase(),
-        })
-    }
-    match expr {
-        Expr::Subquery(query) if reads_only_catalog(query) => {
-            let SetExpr::Select(select) = query.body.as_ref() else {
-                return None;
-            };
-            match select.projection.as_slice() {
-                [SelectItem::ExprWithAlias { alias, .. }] => Some(alias.value.clone()),
-                [SelectItem::UnnamedExpr(e)] => simple(e),
-                _ => None,
-            }
+    let rewritten = match expr {
+        Expr::Subquery(query) => reads_only_catalog(query),
+        Expr::Function(f) => {
+            matches!(&f.args, FunctionArguments::Subquery(q) if reads_only_catalog(q))
+                || function_lookup(expr).is_some()
         }
-        Expr::Function(f)
-            if matches!(&f.args, FunctionArguments::Subquery(q) if reads_only_catalog(q))
-                && f.name.to_string().eq_ignore_ascii_case("array") =>
-        {
-            Some("array".to_owned())
-        }
-        Expr::Function(_) if function_lookup(expr).is_some() => simple(expr),
-        _ => None,
+        _ => false,
+    };
+    if rewritten {
+        crate::pg_names::strength_name(expr)
+    } else {
+        None
     }
 }
 
@@ -1017,5 +1039,19 @@ mod tests {
         // two columns named count, and ?column?: as written
         let sql = "SELECT * FROM (SELECT count(*), count(a), 1 + 1 FROM r) t";
         assert_eq!(parsed(sql), sql);
+    }
+
+    #[test]
+    fn regtype_text_is_the_type_name() {
+        assert_eq!(
+            parsed("SELECT att.atttypid::regtype::text FROM pg_catalog.pg_attribute att"),
+            "SELECT format_type(att.atttypid, NULL) FROM pg_catalog.pg_attribute att"
+        );
+        assert_eq!(
+            parsed(
+                "SELECT CAST(CAST(t.oid AS pg_catalog.regtype) AS VARCHAR) FROM pg_catalog.pg_type t"
+            ),
+            "SELECT format_type(t.oid, NULL) FROM pg_catalog.pg_type t"
+        );
     }
 }

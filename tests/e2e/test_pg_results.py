@@ -521,6 +521,24 @@ def test_catalog_functions_drivers_call(tarn_demo):
             "SELECT pg_type_is_visible(23), pg_function_is_visible(1)").fetchone() == (True, True)
 
 
+def test_any_of_a_list_parameter(tarn_demo):
+    """psycopg binds a list of strings without a type (pgcli's `relkind = ANY(%s)`); like
+    Postgres, tarn takes it as an array of what it is compared with."""
+    with tarn_demo.psycopg() as conn:
+        assert conn.execute("SELECT r_name FROM demo.region WHERE r_name = ANY(%s) "
+                            "ORDER BY 1", (["ASIA", "EUROPE", "MARS"],)).fetchall() == [
+            ("ASIA",), ("EUROPE",)]
+        assert conn.execute("SELECT 'r' = ANY(%s), 'x' = ANY(%s)",
+                            (["r", "p"], ["r"])).fetchone() == (True, False)
+        assert conn.execute("SELECT count(*) FROM demo.region WHERE r_regionkey = ANY(%s)",
+                            ([1, 2, 9],)).fetchone() == (2,)
+        tables = conn.execute(
+            "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.relkind = ANY(%s) AND n.nspname = 'demo' "
+            "ORDER BY 1", (["r", "p", "f"],)).fetchall()
+        assert ("orders",) in tables and ("region",) in tables, tables
+
+
 def test_current_setting_follows_the_connection(tarn_demo):
     with tarn_demo.psycopg(application_name="report") as conn:
         assert conn.execute("SELECT current_setting('application_name'), "
