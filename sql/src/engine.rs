@@ -470,6 +470,12 @@ impl Session {
             datafusion::logical_expr::Volatility::Stable,
         );
         self.ctx.register_udf(udf);
+        // and the role `pg_roles` lists for it
+        self.ctx
+            .state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(crate::pg_catalog::LoginUser(user.to_owned())));
     }
 
     /// Whether this session's statements may name files and object-store locations. Every

@@ -9,6 +9,8 @@
 //! - `pg_attribute.atttypmod` carries a numeric column's precision and scale, as
 //!   `((precision << 16) | scale) + 4` (`format_type` then says `numeric(15,2)`, pgjdbc's
 //!   `getColumns` the column size, SQLAlchemy `NUMERIC(15, 2)`); the crate writes -1.
+//! - `pg_roles` lists the role a Postgres connection logged in as (psql's `\du`), which the
+//!   crate's does not know: tarn has no other roles. It can do all a superuser can.
 //! - `pg_class` has `relacl` and `reloptions` (NULL: default privileges, no storage
 //!   options), which SQLAlchemy's index reflection reads.
 
@@ -102,6 +104,9 @@ impl SchemaProvider for TarnPgCatalog {
                 pg_catalog: Arc::clone(&self.inner),
                 catalogs: Arc::clone(&self.catalogs),
             })));
+        }
+        if name == "pg_roles" {
+            return Ok(Some(Arc::new(PgRoles { roles: table })));
         }
         if name == "pg_class" {
             return with_null_text_arrays(&name, table, &["relacl", "reloptions"]).map(Some);
@@ -376,4 +381,68 @@ mod tests {
         assert_eq!(numeric_typmod(&DataType::Decimal128(10, -2)), None);
         assert_eq!(numeric_typmod(&DataType::Int64), None);
     }
+}
+
+/// The user a session logged in as over the Postgres wire: its role in `pg_roles`.
+#[derive(Debug)]
+pub(crate) struct LoginUser(pub(crate) String);
+
+/// The OID Postgres gives its bootstrap superuser, and the crate gives every object's owner
+/// (`relowner`, `nspowner`).
+const OWNER_OID: i32 = 10;
+
+/// The crate's `pg_roles` (empty: tarn passes it no roles) and the session's login role.
+#[derive(Debug)]
+struct PgRoles {
+    roles: Arc<dyn TableProvider>,
+}
+
+#[async_trait]
+impl TableProvider for PgRoles {
+    fn schema(&self) -> SchemaRef {
+        self.roles.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.roles.scan(state, None, &[], None).await?;
+        let mut batches = collect(plan, state.task_ctx()).await?;
+        if let Some(user) = state.config().get_extension::<LoginUser>() {
+            batches.push(login_role(&self.schema(), &user.0)?);
+        }
+        MemTable::try_new(self.schema(), vec![batches])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+/// `user`'s row of `pg_roles`: a login role that may do anything, as every tarn user may.
+fn login_role(schema: &SchemaRef, user: &str) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let value = match field.name().as_str() {
+                "rolname" => ScalarValue::Utf8(Some(user.to_owned())),
+                "rolsuper" | "rolinherit" | "rolcreaterole" | "rolcreatedb" | "rolcanlogin"
+                | "rolbypassrls" => ScalarValue::Boolean(Some(true)),
+                "rolreplication" => ScalarValue::Boolean(Some(false)),
+                "rolconnlimit" => ScalarValue::Int32(Some(-1)),
+                "rolpassword" => ScalarValue::Utf8(Some("********".to_owned())),
+                "oid" => ScalarValue::Int32(Some(OWNER_OID)),
+                _ => ScalarValue::try_from(field.data_type())?,
+            };
+            value.cast_to(field.data_type())?.to_array()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
