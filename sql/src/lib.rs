@@ -37,5 +37,6 @@ pub use engine::{
 pub use error::{Error, Result, datafusion_sqlstate};
 pub use executor::Executor;
 pub use ingest::{IfExists, IfMissing};
+pub use pg_catalog::numeric_typmod;
 pub use pg_functions::PG_SERVER_VERSION;
 pub use stores::SYSTEM_SCHEMA;

@@ -33,6 +33,10 @@ use datafusion::logical_expr::TableType;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, col, lit};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 
+/// The OID Postgres gives its bootstrap superuser, and the crate gives every object's owner
+/// (`relowner`, `nspowner`).
+const OWNER_OID: i32 = 10;
+
 /// The OID PostgreSQL 17 gives `information_schema` (it is assigned at initdb, not fixed).
 const INFORMATION_SCHEMA_OID: i32 = 13_183;
 
@@ -200,7 +204,7 @@ fn with_information_schema(table: Arc<dyn TableProvider>) -> Result<Arc<dyn Tabl
             let value = match field.name().as_str() {
                 "oid" => lit(INFORMATION_SCHEMA_OID),
                 "nspname" => lit("information_schema"),
-                "nspowner" => lit(10i32),
+                "nspowner" => lit(OWNER_OID),
                 _ => lit(ScalarValue::try_from(field.data_type())?),
             };
             Ok(cast(value, field.data_type().clone()).alias(field.name()))
@@ -230,8 +234,7 @@ impl PgAttribute {
         let Some(table) = self.pg_catalog.table(name).await? else {
             return plan_err!("pg_catalog.{name} is missing");
         };
-        let plan = table.scan(state, None, &[], None).await?;
-        collect(plan, state.task_ctx()).await
+        all_rows(table.as_ref(), state).await
     }
 
     /// The attributes with each numeric column's typmod from its table's schema.
@@ -310,6 +313,12 @@ impl PgAttribute {
     }
 }
 
+/// Every row of `table`: the crate's catalog tables are built whole on each scan.
+async fn all_rows(table: &dyn TableProvider, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+    let plan = table.scan(state, None, &[], None).await?;
+    collect(plan, state.task_ctx()).await
+}
+
 /// Column `name` of a batch of the crate's `table`, an oid (int4) column.
 fn int32s<'a>(batch: &'a RecordBatch, table: &str, name: &str) -> Result<&'a Int32Array> {
     batch
@@ -326,8 +335,9 @@ fn texts<'a>(batch: &'a RecordBatch, table: &str, name: &str) -> Result<&'a Stri
         .ok_or_else(|| DataFusionError::Plan(format!("{table}.{name} is missing or not text")))
 }
 
-/// Postgres's typmod of a numeric of `data_type`'s precision and scale.
-fn numeric_typmod(data_type: &DataType) -> Option<i32> {
+/// Postgres's typmod of a numeric of `data_type`'s precision and scale: what
+/// `pg_attribute.atttypmod` and a RowDescription carry.
+pub fn numeric_typmod(data_type: &DataType) -> Option<i32> {
     let (precision, scale) = match data_type {
         DataType::Decimal32(p, s) | DataType::Decimal64(p, s) => (*p, *s),
         DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => (*p, *s),
@@ -355,9 +365,8 @@ impl TableProvider for PgAttribute {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let plan = self.attributes.scan(state, None, &[], None).await?;
         let mut batches = Vec::new();
-        for batch in collect(plan, state.task_ctx()).await? {
+        for batch in all_rows(self.attributes.as_ref(), state).await? {
             batches.push(self.with_typmods(state, &batch).await?);
         }
         MemTable::try_new(self.schema(), vec![batches])?
@@ -366,30 +375,9 @@ impl TableProvider for PgAttribute {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numeric_typmods_are_postgres_typmods() {
-        // SELECT atttypmod FROM pg_attribute for numeric(15,2), numeric(38,0) in PostgreSQL 16
-        assert_eq!(numeric_typmod(&DataType::Decimal128(15, 2)), Some(983_046));
-        assert_eq!(
-            numeric_typmod(&DataType::Decimal128(38, 0)),
-            Some(2_490_372)
-        );
-        assert_eq!(numeric_typmod(&DataType::Decimal128(10, -2)), None);
-        assert_eq!(numeric_typmod(&DataType::Int64), None);
-    }
-}
-
 /// The user a session logged in as over the Postgres wire: its role in `pg_roles`.
 #[derive(Debug)]
 pub(crate) struct LoginUser(pub(crate) String);
-
-/// The OID Postgres gives its bootstrap superuser, and the crate gives every object's owner
-/// (`relowner`, `nspowner`).
-const OWNER_OID: i32 = 10;
 
 /// The crate's `pg_roles` (empty: tarn passes it no roles) and the session's login role.
 #[derive(Debug)]
@@ -414,8 +402,7 @@ impl TableProvider for PgRoles {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let plan = self.roles.scan(state, None, &[], None).await?;
-        let mut batches = collect(plan, state.task_ctx()).await?;
+        let mut batches = all_rows(self.roles.as_ref(), state).await?;
         if let Some(user) = state.config().get_extension::<LoginUser>() {
             batches.push(login_role(&self.schema(), &user.0)?);
         }
@@ -445,4 +432,21 @@ fn login_role(schema: &SchemaRef, user: &str) -> Result<RecordBatch> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_typmods_are_postgres_typmods() {
+        // SELECT atttypmod FROM pg_attribute for numeric(15,2), numeric(38,0) in PostgreSQL 16
+        assert_eq!(numeric_typmod(&DataType::Decimal128(15, 2)), Some(983_046));
+        assert_eq!(
+            numeric_typmod(&DataType::Decimal128(38, 0)),
+            Some(2_490_372)
+        );
+        assert_eq!(numeric_typmod(&DataType::Decimal128(10, -2)), None);
+        assert_eq!(numeric_typmod(&DataType::Int64), None);
+    }
 }

@@ -80,26 +80,25 @@ fn same(a: &[Statement], b: &[Statement]) -> bool {
 
 impl PgParser {
     pub(crate) fn parse(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
-        let mut statements = self.parse_with_crate_rules(sql)?;
         let lower = sql.to_ascii_lowercase();
-        if lower.contains("generate_subscripts") {
+        let mut statements = self.parse_with_crate_rules(sql, &lower)?;
+        if lower.contains("generate_subscripts") || lower.contains("regtype") {
             for statement in &mut statements {
-                let _ = VisitMut::visit(statement, &mut GenerateSubscripts);
-            }
-        }
-        if lower.contains("regtype") {
-            for statement in &mut statements {
-                let _ = VisitMut::visit(statement, &mut RegtypeAsText);
+                let _ = VisitMut::visit(statement, &mut ExpressionRewrites);
             }
         }
         Ok(statements)
     }
 
-    fn parse_with_crate_rules(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
+    /// `lower`: `sql` in lower case.
+    fn parse_with_crate_rules(
+        &self,
+        sql: &str,
+        lower: &str,
+    ) -> Result<Vec<Statement>, ParserError> {
         let parsed = self.crate_parser.parse(sql)?;
         // A subquery needs a second SELECT; the description functions and
         // pg_table_is_visible become subqueries.
-        let lower = sql.to_ascii_lowercase();
         if lower.matches("select").count() < 2
             && !lower.contains("_description")
             && !lower.contains("pg_table_is_visible")
@@ -189,69 +188,77 @@ fn name_outputs(query: &mut Query) {
     }
 }
 
-/// `x::regtype::text` as `format_type(x, NULL)`: the type's name, as Postgres writes a
-/// regtype (pgcli's column list, psql's `\d`). The crate keeps a regtype as its number, so
-/// the text was `20` where Postgres says `bigint`.
-struct RegtypeAsText;
+/// The rewrites of single expressions every statement gets, each where the crate's
+/// parse leaves something DataFusion cannot run or answers differently from Postgres.
+struct ExpressionRewrites;
 
-impl VisitorMut for RegtypeAsText {
+impl VisitorMut for ExpressionRewrites {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if let Expr::Cast {
-            expr: inner,
-            data_type: text,
-            ..
-        } = expr
-            && matches!(
-                text,
-                SqlDataType::Text | SqlDataType::Varchar(_) | SqlDataType::String(_)
-            )
-            && let Expr::Cast {
-                expr: oid,
-                data_type: regtype,
-                ..
-            } = inner.as_ref()
-            && regtype
-                .to_string()
-                .to_ascii_lowercase()
-                .ends_with("regtype")
-            && let Some(rewritten) = parse_expr(&format!("format_type({oid}, NULL)"))
-        {
+        if let Some(rewritten) = regtype_as_text(expr).or_else(|| generate_subscripts(expr)) {
             *expr = rewritten;
         }
         ControlFlow::Continue(())
     }
 }
 
+/// `x::regtype::text` as `format_type(x, NULL)`: the type's name, as Postgres writes a
+/// regtype (pgcli's column list, psql's `\d`). The crate keeps a regtype as its number, so
+/// the text was `20` where Postgres says `bigint`.
+fn regtype_as_text(expr: &Expr) -> Option<Expr> {
+    let Expr::Cast {
+        expr: inner,
+        data_type: text,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    let Expr::Cast {
+        expr: oid,
+        data_type: regtype,
+        ..
+    } = inner.as_ref()
+    else {
+        return None;
+    };
+    let is_text = matches!(
+        text,
+        SqlDataType::Text | SqlDataType::Varchar(_) | SqlDataType::String(_)
+    );
+    let is_regtype = regtype
+        .to_string()
+        .to_ascii_lowercase()
+        .ends_with("regtype");
+    if !(is_text && is_regtype) {
+        return None;
+    }
+    parse_expr(&format!("format_type({oid}, NULL)"))
+}
+
 /// `generate_subscripts(a, d)` in a select list, beside `unnest(a)` (SQLAlchemy's key and
 /// index reflection numbers key columns so), as DataFusion can run it:
 /// `unnest(generate_series(1, array_length(a, d)))`. Unnests in one select list advance
 /// together, as set-returning functions do in Postgres.
-struct GenerateSubscripts;
-
-impl VisitorMut for GenerateSubscripts {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if let Expr::Function(f) = expr
-            && f.over.is_none()
-            && f.name
-                .0
-                .last()
-                .and_then(|p| p.as_ident())
-                .is_some_and(|name| name.value.eq_ignore_ascii_case("generate_subscripts"))
-            && let FunctionArguments::List(list) = &f.args
-            && let [FunctionArg::Unnamed(array), FunctionArg::Unnamed(dimension)] =
-                list.args.as_slice()
-            && let Some(rewritten) = parse_expr(&format!(
-                "unnest(generate_series(1, array_length({array}, {dimension})))"
-            ))
-        {
-            *expr = rewritten;
-        }
-        ControlFlow::Continue(())
+fn generate_subscripts(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let name = f.name.0.last()?.as_ident()?;
+    if f.over.is_some() || !name.value.eq_ignore_ascii_case("generate_subscripts") {
+        return None;
     }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(array), FunctionArg::Unnamed(dimension)] = list.args.as_slice()
+    else {
+        return None;
+    };
+    parse_expr(&format!(
+        "unnest(generate_series(1, array_length({array}, {dimension})))"
+    ))
 }
 
 /// Scalar subqueries over catalog tables, anywhere in a statement, made plannable. Clients
@@ -422,11 +429,7 @@ fn function_lookup(expr: &Expr) -> Option<Query> {
     };
     let sql =
         format!("SELECT tarn_d.description FROM pg_catalog.{table} AS tarn_d WHERE {condition}");
-    let Statement::Query(query) = Parser::parse_sql(&PostgreSqlDialect {}, &sql).ok()?.pop()?
-    else {
-        return None;
-    };
-    Some(*query)
+    parse_query(&sql)
 }
 
 /// `pg_table_is_visible(relation)` as Postgres defines it: the relation's schema is on the
@@ -444,11 +447,7 @@ fn table_visibility(relation: &Expr) -> Option<Query> {
          JOIN pg_catalog.pg_namespace AS tarn_n2 ON tarn_n2.oid = tarn_c2.relnamespace \
          WHERE tarn_c.oid = {relation}"
     );
-    let Statement::Query(query) = Parser::parse_sql(&PostgreSqlDialect {}, &sql).ok()?.pop()?
-    else {
-        return None;
-    };
-    Some(*query)
+    parse_query(&sql)
 }
 
 /// The name Postgres gives a select-list item that [`ScalarSubqueries`] may rewrite (a
@@ -663,6 +662,13 @@ fn reads_an_empty_table(from: &[TableWithJoins]) -> bool {
                 ) && empty(&join.relation)
             })
     })
+}
+
+fn parse_query(sql: &str) -> Option<Query> {
+    match Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?.pop()? {
+        Statement::Query(query) => Some(*query),
+        _ => None,
+    }
 }
 
 fn parse_expr(sql: &str) -> Option<Expr> {

@@ -361,16 +361,9 @@ fn pg_fields(
         .map(|(info, field)| {
             let size = type_size(info.datatype());
             let info = info.with_type_size(size);
-            match field.data_type() {
-                DataType::Decimal32(p, s)
-                | DataType::Decimal64(p, s)
-                | DataType::Decimal128(p, s)
-                | DataType::Decimal256(p, s)
-                    if *s >= 0 =>
-                {
-                    info.with_type_modifier(((i32::from(*p) << 16) | i32::from(*s)) + 4)
-                }
-                _ => info,
+            match tarn_sql::numeric_typmod(field.data_type()) {
+                Some(typmod) => info.with_type_modifier(typmod),
+                None => info,
             }
         })
         .collect();
