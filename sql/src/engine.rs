@@ -182,6 +182,7 @@ impl QueryEngine {
             ctx: SessionContext::new_with_state(state),
             engine: Arc::clone(&self.inner),
             file_access: std::sync::atomic::AtomicBool::new(true),
+            postgres_wire: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -401,6 +402,9 @@ pub struct Session {
     /// `CREATE EXTERNAL TABLE`, `CREATE CRAWLER`): what Postgres keeps to superusers and
     /// `pg_read_server_files`/`pg_write_server_files`.
     file_access: std::sync::atomic::AtomicBool,
+    /// Whether a Postgres client asks: its statements then read Postgres's
+    /// `information_schema` views and may repeat output names (see `pg_parse`).
+    postgres_wire: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -525,11 +529,36 @@ impl Session {
         Err(Error::FileAccess { statement })
     }
 
-    /// The connection's Postgres settings (lower-case names → values), for
-    /// `current_setting()`: the wire layer keeps them, and calls this when they change.
-    pub fn set_pg_settings(&self, settings: std::collections::HashMap<String, String>) {
+    /// The connection's Postgres settings, for `current_setting()` and `pg_settings`: the
+    /// wire layer keeps them, and calls this at login and when they change. The session
+    /// is a Postgres client's from then on.
+    pub fn set_pg_settings(&self, settings: Vec<crate::pg_catalog::PgSetting>) {
+        if !self
+            .postgres_wire
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            // `1.5` is a numeric in Postgres (`0.1 + 0.2` is exactly 0.3), a double in
+            // DataFusion
+            self.ctx
+                .state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .sql_parser
+                .parse_float_as_decimal = true;
+        }
+        let values = settings
+            .iter()
+            .map(|s| (s.name.to_lowercase(), s.setting.clone()))
+            .collect();
         self.ctx
-            .register_udf(crate::pg_functions::current_setting(settings));
+            .register_udf(crate::pg_functions::current_setting(values));
+        // and the rows of `pg_settings`
+        self.ctx
+            .state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(crate::pg_catalog::PgSettings(settings)));
     }
 
     /// The schemas of Postgres' `search_path` that exist, in order: what `current_schema()`
@@ -613,7 +642,11 @@ impl Session {
             matches!(s, SqlStatement::CreateTable(t) if t.external)
                 || matches!(s, SqlStatement::Copy { .. })
         };
-        let pg = self.engine.pg_parser.parse(sql);
+        let pg = self.engine.pg_parser.parse(
+            sql,
+            self.postgres_wire
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         if let Ok(statements) = &pg
             && !statements.iter().any(datafusion_only)
         {

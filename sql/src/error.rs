@@ -171,6 +171,8 @@ pub fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             _ => "XX000",
         },
         DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",
+        // a bad format string, as Postgres's format() refuses it
+        DataFusionError::Execution(msg) if msg.starts_with("format(): ") => "22023",
         DataFusionError::Execution(msg) if msg.contains("subquery returned more than one row") => {
             "21000"
         }
@@ -180,6 +182,8 @@ pub fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             "26000"
         }
         DataFusionError::ResourcesExhausted(_) => "53200",
+        // a division by zero in a filter that the Parquet reader evaluates (pushed down)
+        DataFusionError::ParquetError(err) if err.to_string().contains("DivideByZero") => "22012",
         DataFusionError::ParquetError(_) => "XX001",
         DataFusionError::ObjectStore(err) => match err.as_ref() {
             object_store::Error::NotFound { .. } => "58P01",

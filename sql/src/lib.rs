@@ -18,6 +18,7 @@ mod ingest;
 pub mod params;
 mod pg_catalog;
 mod pg_functions;
+mod pg_information_schema;
 pub mod pg_names;
 mod pg_parse;
 mod pg_rewrite;
@@ -37,6 +38,6 @@ pub use engine::{
 pub use error::{Error, Result, datafusion_sqlstate};
 pub use executor::Executor;
 pub use ingest::{IfExists, IfMissing};
-pub use pg_catalog::numeric_typmod;
+pub use pg_catalog::{PgSetting, numeric_typmod};
 pub use pg_functions::PG_SERVER_VERSION;
 pub use stores::SYSTEM_SCHEMA;

@@ -11,6 +11,11 @@
 //!   `getColumns` the column size, SQLAlchemy `NUMERIC(15, 2)`); the crate writes -1.
 //! - `pg_roles` lists the role a Postgres connection logged in as (psql's `\du`), which the
 //!   crate's does not know: tarn has no other roles. It can do all a superuser can.
+//! - `pg_proc`'s `proallargtypes`, `proargmodes` and `proargnames` are arrays, as
+//!   Postgres's are (pgcli's function list, Metabase's routine sync); the crate's are text.
+//! - `pg_settings` lists the settings of the Postgres connection asking, with their values
+//!   (pgjdbc reads `max_index_keys` before it sends `getImportedKeys`); the crate's has
+//!   one row.
 //! - `pg_class` has `relacl` and `reloptions` (NULL: default privileges, no storage
 //!   options), which SQLAlchemy's index reflection reads.
 
@@ -27,7 +32,7 @@ use datafusion::catalog::{
 };
 use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::datasource::provider_as_source;
-use datafusion::functions::expr_fn::btrim;
+use datafusion::functions::expr_fn::{btrim, replace};
 use datafusion::functions_nested::expr_fn::string_to_array;
 use datafusion::logical_expr::TableType;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, col, lit};
@@ -112,12 +117,18 @@ impl SchemaProvider for TarnPgCatalog {
         if name == "pg_roles" {
             return Ok(Some(Arc::new(PgRoles { roles: table })));
         }
+        if name == "pg_settings" {
+            return Ok(Some(Arc::new(PgSettingsTable { crate_rows: table })));
+        }
         if name == "pg_class" {
             return with_null_text_arrays(&name, table, &["relacl", "reloptions"]).map(Some);
         }
+        if name == "pg_proc" {
+            return with_arrays(&name, table, ", ", PROC_ARRAY_COLUMNS, true).map(Some);
+        }
         match ARRAY_COLUMNS.iter().find(|(t, ..)| *t == name) {
             Some((_, separator, columns)) => {
-                empty_with_arrays(&name, table, separator, columns).map(Some)
+                with_arrays(&name, table, separator, columns, false).map(Some)
             }
             None => Ok(Some(table)),
         }
@@ -128,12 +139,23 @@ impl SchemaProvider for TarnPgCatalog {
     }
 }
 
-/// `table` with no rows, and `columns` parsed from text into arrays.
-fn empty_with_arrays(
+/// `pg_proc`'s array columns, which the crate holds as Python-like text (`[25, 18]`,
+/// `['o', 'o']`). `proargtypes` is an `oidvector`, which Postgres writes as `23 23`, and
+/// pgjdbc splits at spaces: it stays text.
+const PROC_ARRAY_COLUMNS: ArrayColumns = &[
+    ("proallargtypes", DataType::Int32),
+    ("proargmodes", DataType::Utf8),
+    ("proargnames", DataType::Utf8),
+];
+
+/// `table` with `columns` parsed from text into arrays, and its rows when `rows`
+/// (else none).
+fn with_arrays(
     name: &str,
     table: Arc<dyn TableProvider>,
     separator: &str,
     columns: &[(&str, DataType)],
+    rows: bool,
 ) -> Result<Arc<dyn TableProvider>> {
     let schema = table.schema();
     let exprs: Vec<Expr> = schema
@@ -144,7 +166,14 @@ fn empty_with_arrays(
             match columns.iter().find(|(c, _)| c == field.name()) {
                 Some((_, element)) => cast(
                     string_to_array(
-                        btrim(vec![column, lit("[]{}")]),
+                        btrim(vec![
+                            // text items are quoted: `['o', 'o']`
+                            match element {
+                                DataType::Utf8 => replace(column, lit("'"), lit("")),
+                                _ => column,
+                            },
+                            lit("[]{}"),
+                        ]),
                         lit(separator),
                         lit(ScalarValue::Utf8(None)),
                     ),
@@ -156,7 +185,7 @@ fn empty_with_arrays(
         })
         .collect();
     let plan = LogicalPlanBuilder::scan(name, provider_as_source(table), None)?
-        .filter(lit(false))?
+        .filter(lit(rows))?
         .project(exprs)?
         .build()?;
     Ok(Arc::new(ViewTable::new(plan, None)))
@@ -432,6 +461,87 @@ fn login_role(schema: &SchemaRef, user: &str) -> Result<RecordBatch> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// A Postgres setting as `pg_settings` shows it.
+#[derive(Debug, Clone)]
+pub struct PgSetting {
+    /// As Postgres spells it (`DateStyle`).
+    pub name: String,
+    pub setting: String,
+    pub description: &'static str,
+    /// `bool`, `integer`, `enum` or `string`.
+    pub vartype: &'static str,
+    /// `user` (a session may `SET` it) or `internal` (fixed).
+    pub context: &'static str,
+}
+
+/// The settings of a session's Postgres connection, for `pg_settings`.
+#[derive(Debug)]
+pub(crate) struct PgSettings(pub(crate) Vec<PgSetting>);
+
+/// `pg_settings`: the connection's settings; the crate's one row where the session has no
+/// Postgres connection (Flight SQL, in-process).
+#[derive(Debug)]
+struct PgSettingsTable {
+    crate_rows: Arc<dyn TableProvider>,
+}
+
+#[async_trait]
+impl TableProvider for PgSettingsTable {
+    fn schema(&self) -> SchemaRef {
+        self.crate_rows.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(settings) = state.config().get_extension::<PgSettings>() else {
+            return self
+                .crate_rows
+                .scan(state, projection, filters, limit)
+                .await;
+        };
+        let schema = self.schema();
+        let rows = settings.0.len();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                let texts = |f: &dyn Fn(&PgSetting) -> Option<&str>| -> Arc<dyn Array> {
+                    Arc::new(StringArray::from_iter(settings.0.iter().map(f)))
+                };
+                let column: Arc<dyn Array> = match field.name().as_str() {
+                    "name" => texts(&|s| Some(s.name.as_str())),
+                    "setting" | "reset_val" | "boot_val" => texts(&|s| Some(s.setting.as_str())),
+                    "short_desc" => texts(&|s| Some(s.description)),
+                    "vartype" => texts(&|s| Some(s.vartype)),
+                    "context" => texts(&|s| Some(s.context)),
+                    "pending_restart" => {
+                        Arc::new(datafusion::arrow::array::BooleanArray::from(vec![
+                            false;
+                            rows
+                        ]))
+                    }
+                    _ => datafusion::arrow::array::new_null_array(field.data_type(), rows),
+                };
+                datafusion::arrow::compute::cast(&column, field.data_type())
+                    .map_err(DataFusionError::from)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+        MemTable::try_new(schema, vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -46,7 +46,531 @@ pub(crate) async fn register(ctx: &SessionContext) -> Result<()> {
         ctx.register_udf(ScalarUDF::new_from_impl(NoSuchObject::new(name, arities)));
     }
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(Format::new()));
+    let type_names = type_names(ctx).await?;
+    for udf in function_signatures(ctx, &type_names).await? {
+        ctx.register_udf(udf);
+    }
+    ctx.register_udf(ScalarUDF::new_from_impl(TypeNames::new(type_names)));
     Ok(())
+}
+
+/// Each type's name as `format_type(oid, NULL)` and a regtype's text write it.
+async fn type_names(ctx: &SessionContext) -> Result<HashMap<i32, String>> {
+    let mut type_names = HashMap::new();
+    let types = ctx
+        .sql("SELECT CAST(oid AS INT), format_type(oid, NULL), typname FROM pg_catalog.pg_type")
+        .await?
+        .collect()
+        .await?;
+    for batch in types {
+        let oids = batch
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let formatted = datafusion::arrow::compute::cast(batch.column(1), &DataType::Utf8)?;
+        let formatted = formatted.as_string::<i32>();
+        let typnames = datafusion::arrow::compute::cast(batch.column(2), &DataType::Utf8)?;
+        let typnames = typnames.as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            if !oids.is_valid(i) {
+                continue;
+            }
+            // the crate's format_type writes `oid(2276)` for the pseudo-types, which
+            // Postgres writes by name (`"any"`, `record`, `anyelement`)
+            let name = match (formatted.is_valid(i), typnames.is_valid(i)) {
+                (true, _) if !formatted.value(i).starts_with("oid(") => {
+                    formatted.value(i).to_owned()
+                }
+                (_, true) if typnames.value(i) == "any" => "\"any\"".to_owned(),
+                (_, true) => typnames.value(i).to_owned(),
+                _ => continue,
+            };
+            type_names.insert(oids.value(i), name);
+        }
+    }
+    Ok(type_names)
+}
+
+/// `_pg_type_names(oids)`: an array of type OIDs as the type names Postgres writes for
+/// `oids::regtype[]::text[]` (pgcli's function list). The statement rewrite calls it: the
+/// crate holds a regtype as its number, so the text was the number.
+#[derive(Debug, PartialEq, Eq)]
+struct TypeNames {
+    names: HashMap<i32, String>,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl std::hash::Hash for TypeNames {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.names.len().hash(state);
+    }
+}
+
+impl TypeNames {
+    fn new(names: HashMap<i32, String>) -> Self {
+        Self {
+            names,
+            signature: datafusion::logical_expr::Signature::array(Volatility::Stable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for TypeNames {
+    fn name(&self) -> &str {
+        "_pg_type_names"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::List(Arc::new(
+            datafusion::arrow::datatypes::Field::new_list_field(DataType::Utf8, true),
+        )))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::arrow::array::{ListBuilder, StringBuilder};
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let lists = datafusion::arrow::compute::cast(
+            &arrays[0],
+            &DataType::List(Arc::new(
+                datafusion::arrow::datatypes::Field::new_list_field(DataType::Int64, true),
+            )),
+        )?;
+        let lists = lists.as_list::<i32>();
+        let mut out = ListBuilder::new(StringBuilder::new());
+        for list in lists.iter() {
+            match list {
+                None => out.append_null(),
+                Some(oids) => {
+                    for oid in oids.as_primitive::<Int64Type>().iter() {
+                        let name = oid.map(|o| {
+                            i32::try_from(o)
+                                .ok()
+                                .and_then(|o| self.names.get(&o).cloned())
+                                .unwrap_or_else(|| o.to_string())
+                        });
+                        out.values().append_option(name);
+                    }
+                    out.append(true);
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// `pg_get_function_result(oid)`, `pg_get_function_arguments(oid)` and
+/// `pg_get_function_identity_arguments(oid)` (psql's `\df`, pgjdbc's `getFunctions`,
+/// Metabase's routine sync), as Postgres writes them, from `pg_proc` and `pg_type`: the
+/// functions `pg_proc` lists are fixed, so each signature is written once, here. Argument
+/// defaults are left out: `pg_proc` holds them as expression trees tarn cannot print.
+async fn function_signatures(
+    ctx: &SessionContext,
+    type_names: &HashMap<i32, String>,
+) -> Result<Vec<ScalarUDF>> {
+    let procs = ctx
+        .sql(
+            "SELECT CAST(oid AS INT), proretset, CAST(prorettype AS INT), proargtypes, \
+             array_to_string(proallargtypes, ','), array_to_string(proargmodes, ','), \
+             array_to_string(proargnames, ',') FROM pg_catalog.pg_proc",
+        )
+        .await?
+        .collect()
+        .await?;
+    let (mut results, mut arguments, mut identities) =
+        (HashMap::new(), HashMap::new(), HashMap::new());
+    for batch in procs {
+        let oids = batch
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let retset = batch.column(1).as_boolean();
+        let rettype = batch
+            .column(2)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let texts = (3..7)
+            .map(|i| datafusion::arrow::compute::cast(batch.column(i), &DataType::Utf8))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let [argtypes, allargtypes, modes, names] =
+            [0, 1, 2, 3].map(|i| texts[i].as_string::<i32>());
+        for i in 0..batch.num_rows() {
+            let signature = FunctionSignature::new(
+                text_or_empty(argtypes, i),
+                text_or_empty(allargtypes, i),
+                text_or_empty(modes, i),
+                text_or_empty(names, i),
+            );
+            let oid = oids.value(i);
+            let type_name = |t: i32| type_names.get(&t).cloned().unwrap_or_else(|| t.to_string());
+            results.insert(
+                oid,
+                signature.result(retset.value(i), &type_name(rettype.value(i)), &type_name),
+            );
+            arguments.insert(oid, signature.arguments(false, &type_name));
+            identities.insert(oid, signature.arguments(true, &type_name));
+        }
+    }
+    Ok([
+        ("pg_get_function_result", results),
+        ("pg_get_function_arguments", arguments),
+        ("pg_get_function_identity_arguments", identities),
+    ]
+    .into_iter()
+    .map(|(name, texts)| oid_lookup(name, texts))
+    .collect())
+}
+
+fn text_or_empty(array: &datafusion::arrow::array::StringArray, i: usize) -> &str {
+    if array.is_valid(i) {
+        array.value(i)
+    } else {
+        ""
+    }
+}
+
+/// A function of an OID that answers `texts`' entry for it, NULL for an OID not there.
+fn oid_lookup(name: &'static str, texts: HashMap<i32, String>) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let args = ColumnarValue::values_to_arrays(args)?;
+            let oids = args[0].as_primitive::<Int64Type>();
+            let mut out = StringBuilder::new();
+            for oid in oids.iter() {
+                let text = oid
+                    .and_then(|o| i32::try_from(o).ok())
+                    .and_then(|o| texts.get(&o));
+                out.append_option(text);
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        }),
+    )
+}
+
+/// One `pg_proc` row's arguments: (mode, name, type OID) each, from `proallargtypes` when
+/// it has OUT arguments, else `proargtypes`.
+struct FunctionSignature {
+    args: Vec<(char, String, i32)>,
+}
+
+/// The items of one of the crate's array texts (`[25, 18]`, `['o', 'o']`) or of an
+/// oidvector (`23 23`).
+fn array_items(text: &str) -> Vec<String> {
+    let inner = text
+        .trim()
+        .trim_start_matches(['[', '{'])
+        .trim_end_matches([']', '}']);
+    if inner.trim().is_empty() {
+        return Vec::new();
+    }
+    // an unnamed argument has an empty name, which keeps its place
+    let separator = if inner.contains(',') { ',' } else { ' ' };
+    inner
+        .split(separator)
+        .map(|item| item.trim().trim_matches(['\'', '"']).to_owned())
+        .collect()
+}
+
+impl FunctionSignature {
+    fn new(argtypes: &str, allargtypes: &str, modes: &str, names: &str) -> Self {
+        let types: Vec<i32> = array_items(if allargtypes.trim().is_empty() {
+            argtypes
+        } else {
+            allargtypes
+        })
+        .iter()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+        let modes = array_items(modes);
+        let names = array_items(names);
+        let args = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mode = modes.get(i).and_then(|m| m.chars().next()).unwrap_or('i');
+                (mode, names.get(i).cloned().unwrap_or_default(), *t)
+            })
+            .collect();
+        Self { args }
+    }
+
+    /// `pg_get_function_result`: `TABLE(…)` for a function of TABLE arguments, else the
+    /// return type, after `SETOF` for a set.
+    fn result(&self, retset: bool, rettype: &str, type_name: &dyn Fn(i32) -> String) -> String {
+        let table: Vec<String> = self
+            .args
+            .iter()
+            .filter(|(mode, ..)| *mode == 't')
+            .map(|(_, name, t)| format!("{name} {}", type_name(*t)))
+            .collect();
+        if !table.is_empty() {
+            return format!("TABLE({})", table.join(", "));
+        }
+        if retset {
+            format!("SETOF {rettype}")
+        } else {
+            rettype.to_owned()
+        }
+    }
+
+    /// `pg_get_function_arguments`, or with `identity` `pg_get_function_identity_arguments`
+    /// (the arguments that tell overloads apart: no OUT ones).
+    fn arguments(&self, identity: bool, type_name: &dyn Fn(i32) -> String) -> String {
+        self.args
+            .iter()
+            .filter(|(mode, ..)| *mode != 't' && !(identity && *mode == 'o'))
+            .map(|(mode, name, t)| {
+                let mode = match mode {
+                    'o' => "OUT ",
+                    'b' => "INOUT ",
+                    'v' => "VARIADIC ",
+                    _ => "",
+                };
+                let name = if name.is_empty() {
+                    String::new()
+                } else {
+                    format!("{name} ")
+                };
+                format!("{mode}{name}{}", type_name(*t))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Postgres's `format(formatstr, arg…)`: `%s` an argument as text (NULL as nothing), `%I` as
+/// an identifier (quoted when it must be), `%L` as a literal (`NULL` unquoted), `%%` a
+/// percent sign. Metabase's field sync formats `schema.table` names with it. Argument
+/// positions (`%1$s`) and widths are not supported yet, and are refused.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Format {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Format {
+    fn new() -> Self {
+        Self {
+            signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Stable),
+        }
+    }
+}
+
+/// One row of `format`, or why its format string is bad.
+fn format_row(format: &str, args: &[Option<&str>]) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(format.len());
+    let mut next = args.iter();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let kind = chars
+            .next()
+            .ok_or_else(|| "unterminated format() type specifier".to_owned())?;
+        if kind == '%' {
+            out.push('%');
+            continue;
+        }
+        if !matches!(kind, 's' | 'I' | 'L') {
+            return Err(format!(
+                "unrecognized format() type specifier \"{kind}\" (tarn takes %s, %I, %L and %%)"
+            ));
+        }
+        let arg = next
+            .next()
+            .ok_or_else(|| "too few arguments for format()".to_owned())?;
+        match (kind, arg) {
+            ('s', Some(v)) => out.push_str(v),
+            ('s', None) => {}
+            ('I', Some(v)) => out.push_str(&quote_ident(v)),
+            ('I', None) => {
+                return Err("null values cannot be formatted as an SQL identifier".to_owned());
+            }
+            ('L', Some(v)) => {
+                out.push('\'');
+                out.push_str(&v.replace('\'', "''"));
+                out.push('\'');
+            }
+            _ => out.push_str("NULL"),
+        }
+    }
+    Ok(out)
+}
+
+/// `name` as Postgres's `quote_ident` writes it: bare when it is lower case letters, digits
+/// and underscores not starting with a digit, else double-quoted.
+fn quote_ident(name: &str) -> String {
+    let bare = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if bare {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Format {
+    fn name(&self) -> &str {
+        "format"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let texts = args
+            .args
+            .iter()
+            .map(|a| {
+                let array = a.to_array(rows)?;
+                Ok(datafusion::arrow::compute::cast(&array, &DataType::Utf8)?)
+            })
+            .collect::<datafusion::common::Result<Vec<ArrayRef>>>()?;
+        let Some((format, values)) = texts.split_first() else {
+            return datafusion::common::plan_err!("format() takes a format string");
+        };
+        let format = format.as_string::<i32>();
+        let values: Vec<_> = values.iter().map(|v| v.as_string::<i32>()).collect();
+        let mut out = StringBuilder::new();
+        let mut row_args = Vec::with_capacity(values.len());
+        for i in 0..rows {
+            if format.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            row_args.clear();
+            row_args.extend(values.iter().map(|v| v.is_valid(i).then(|| v.value(i))));
+            match format_row(format.value(i), &row_args) {
+                Ok(text) => out.append_value(text),
+                Err(message) => {
+                    return Err(datafusion::common::DataFusionError::Execution(format!(
+                        "format(): {message}"
+                    )));
+                }
+            }
+        }
+        let array: ArrayRef = Arc::new(out.finish());
+        Ok(
+            match args
+                .args
+                .iter()
+                .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+            {
+                true => ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?),
+                false => ColumnarValue::Array(array),
+            },
+        )
+    }
+}
+
+/// `information_schema._pg_expandarray(a)`, the set of `(x, n)` rows of `a`'s elements and
+/// their positions (pgjdbc's `getPrimaryKeys` / `getIndexInfo`, Metabase's index sync), as
+/// one array of those rows: the statement rewrite unnests it where it is called, so it
+/// advances with the select list's other set-returning functions, as in Postgres.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExpandArray {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl ExpandArray {
+    fn new() -> Self {
+        Self {
+            signature: datafusion::logical_expr::Signature::array(Volatility::Immutable),
+        }
+    }
+
+    /// The type of one row: `x` the element, `n` its position from 1 (int4).
+    fn row_type(element: &DataType) -> DataType {
+        use datafusion::arrow::datatypes::Field;
+        DataType::Struct(
+            vec![
+                Field::new("x", element.clone(), true),
+                Field::new("n", DataType::Int32, false),
+            ]
+            .into(),
+        )
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        "_pg_expandarray"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::common::Result<DataType> {
+        use datafusion::arrow::datatypes::Field;
+        match args {
+            [DataType::List(element)] => Ok(DataType::List(Arc::new(Field::new_list_field(
+                Self::row_type(element.data_type()),
+                true,
+            )))),
+            other => datafusion::common::plan_err!(
+                "_pg_expandarray takes an array, not {}",
+                other
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Int32Array, ListArray, StructArray};
+        use datafusion::arrow::datatypes::Field;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let lists = arrays[0].as_list::<i32>();
+        let DataType::List(element) = lists.data_type() else {
+            return datafusion::common::plan_err!("_pg_expandarray takes an array");
+        };
+        let offsets = lists.value_offsets();
+        let start = offsets.first().copied().unwrap_or(0);
+        let positions: Int32Array = offsets.windows(2).flat_map(|w| 1..=(w[1] - w[0])).collect();
+        let values = lists.values().slice(start as usize, positions.len());
+        let DataType::Struct(fields) = Self::row_type(element.data_type()) else {
+            unreachable!("row_type is a struct")
+        };
+        let rows = StructArray::try_new(fields, vec![values, Arc::new(positions)], None)?;
+        let rebased = offsets.iter().map(|o| o - start).collect::<Vec<_>>();
+        let out = ListArray::try_new(
+            Arc::new(Field::new_list_field(rows.data_type().clone(), true)),
+            datafusion::arrow::buffer::OffsetBuffer::new(rebased.into()),
+            Arc::new(rows),
+            lists.nulls().cloned(),
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
 }
 
 /// `version()` as Postgres words it, which tools parse (`PostgreSQL 16.6 …`).
@@ -402,6 +926,58 @@ impl datafusion::logical_expr::ScalarUDFImpl for NoSuchObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn function_signatures_as_postgres_writes_them() {
+        let names = |t: i32| {
+            match t {
+                25 => "text",
+                18 => "\"char\"",
+                23 => "integer",
+                2249 => "record",
+                2276 => "\"any\"",
+                _ => "?",
+            }
+            .to_owned()
+        };
+        // SELECT pg_get_function_result(oid), pg_get_function_arguments(oid) in PostgreSQL 16
+        let keywords = FunctionSignature::new("", "[25, 18]", "['o', 'o']", "['word', 'catcode']");
+        assert_eq!(keywords.result(true, "record", &names), "SETOF record");
+        assert_eq!(
+            keywords.arguments(false, &names),
+            "OUT word text, OUT catcode \"char\""
+        );
+        assert_eq!(keywords.arguments(true, &names), "");
+        let series = FunctionSignature::new("23 23", "", "", "");
+        assert_eq!(series.result(true, "integer", &names), "SETOF integer");
+        assert_eq!(series.arguments(false, &names), "integer, integer");
+        let concat = FunctionSignature::new("2276", "[2276]", "['v']", "");
+        assert_eq!(concat.arguments(false, &names), "VARIADIC \"any\"");
+        let table = FunctionSignature::new("23", "[23, 25]", "['i', 't']", "['n', 'word']");
+        let unnamed = FunctionSignature::new("23 25", "", "", ",word");
+        assert_eq!(unnamed.arguments(false, &names), "integer, word text");
+        assert_eq!(table.result(true, "record", &names), "TABLE(word text)");
+        assert_eq!(table.arguments(false, &names), "n integer");
+    }
+
+    #[test]
+    fn format_writes_as_postgres_does() {
+        // SELECT format(…) in PostgreSQL 16
+        assert_eq!(
+            format_row("%I.%I", &[Some("demo"), Some("Orders")]).expect("formats"),
+            "demo.\"Orders\""
+        );
+        assert_eq!(
+            format_row("%s|%s|%L|%L|100%%", &[Some("a"), None, Some("it's"), None])
+                .expect("formats"),
+            "a||'it''s'|NULL|100%"
+        );
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_ident("1a"), "\"1a\"");
+        assert!(format_row("%s %s", &[Some("a")]).is_err());
+        assert!(format_row("%1$s", &[Some("a")]).is_err());
+        assert!(format_row("%I", &[None]).is_err());
+    }
 
     #[test]
     fn encodings_are_named_as_postgres_names_them() {

@@ -5,7 +5,7 @@
 
 use datafusion::sql::sqlparser::ast::{
     DataType as SqlType, Expr, Function, ObjectNamePart, Query, Select, SelectItem, SetExpr,
-    Statement, Value,
+    Statement,
 };
 
 /// The Postgres name of each output column of `statement`, where it differs from what the plan
@@ -36,11 +36,114 @@ pub fn column_names(statement: &Statement, columns: usize) -> Option<Vec<Option<
     for item in &select.projection {
         match item {
             SelectItem::UnnamedExpr(expr) => names.push(Some(figure_name(expr))),
-            SelectItem::ExprWithAlias { .. } => names.push(None),
+            SelectItem::ExprWithAlias { alias, .. } => names.push(
+                alias
+                    .value
+                    .split_once(DUPLICATE_MARK)
+                    .map(|(name, _)| name.to_owned()),
+            ),
             _ => names.extend(std::iter::repeat_n(None, wildcard_width)),
         }
     }
     (names.len() == columns).then_some(names)
+}
+
+/// Ends the alias tarn gives a select-list item whose name an earlier item has, before a
+/// number: Postgres allows several output columns with one name (`SELECT count(*),
+/// count(*)`), DataFusion refuses them. [`column_names`] gives the client the name before it.
+const DUPLICATE_MARK: &str = "\u{1f}tarn#";
+
+/// Gives the select-list items of `statement`'s top-level selects whose names an earlier
+/// item of the same list has (as DataFusion names them) aliases of their own, which
+/// [`column_names`] turns back into the Postgres names.
+pub(crate) fn alias_duplicates(statement: &mut Statement) {
+    let Statement::Query(query) = statement else {
+        return;
+    };
+    let mut bodies = vec![query.body.as_mut()];
+    while let Some(body) = bodies.pop() {
+        match body {
+            SetExpr::Select(select) => alias_duplicate_items(&mut select.projection),
+            SetExpr::SetOperation { left, right, .. } => {
+                bodies.push(left.as_mut());
+                bodies.push(right.as_mut());
+            }
+            SetExpr::Query(inner) => bodies.push(inner.body.as_mut()),
+            _ => {}
+        }
+    }
+}
+
+fn alias_duplicate_items(projection: &mut [SelectItem]) {
+    // what DataFusion names an item, near enough: a column by its name, an alias by itself
+    let key = |item: &SelectItem| match item {
+        SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(ident_name(i)),
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last().map(ident_name),
+        SelectItem::UnnamedExpr(e) => Some(e.to_string()),
+        SelectItem::ExprWithAlias { alias, .. } => Some(ident_name(alias)),
+        _ => None,
+    };
+    let keys: Vec<Option<String>> = projection.iter().map(key).collect();
+    for (i, item) in projection.iter_mut().enumerate() {
+        if keys[i].is_none() || !keys[..i].contains(&keys[i]) {
+            continue;
+        }
+        let (expr, name) = match item {
+            SelectItem::UnnamedExpr(e) => (e.clone(), figure_name(e)),
+            SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), ident_name(alias)),
+            _ => continue,
+        };
+        *item = SelectItem::ExprWithAlias {
+            expr,
+            alias: datafusion::sql::sqlparser::ast::Ident::with_quote(
+                '"',
+                format!("{name}{DUPLICATE_MARK}{}", i + 1),
+            ),
+        };
+    }
+}
+
+/// Aliases the items of `rewritten`'s select list that the rewrites renamed with the names
+/// Postgres gives the items of `written`, the statement as the client wrote it
+/// (`current_user` became `session_user`, a catalog lookup an aggregate).
+pub(crate) fn keep_written_names(written: &Statement, rewritten: &mut Statement) {
+    let (Statement::Query(written), Statement::Query(rewritten)) = (written, rewritten) else {
+        return;
+    };
+    let Some(written) = first_select(written) else {
+        return;
+    };
+    let Some(rewritten) = first_select_mut(rewritten) else {
+        return;
+    };
+    if written.projection.len() != rewritten.projection.len() {
+        return;
+    }
+    for (before, after) in written.projection.iter().zip(&mut rewritten.projection) {
+        let (SelectItem::UnnamedExpr(before), SelectItem::UnnamedExpr(expr)) = (before, &*after)
+        else {
+            continue;
+        };
+        let name = figure_name(before);
+        if name != figure_name(expr) {
+            *after = SelectItem::ExprWithAlias {
+                expr: expr.clone(),
+                alias: datafusion::sql::sqlparser::ast::Ident::with_quote('"', name),
+            };
+        }
+    }
+}
+
+fn first_select_mut(query: &mut Query) -> Option<&mut Select> {
+    let mut body = query.body.as_mut();
+    loop {
+        match body {
+            SetExpr::Select(select) => return Some(select),
+            SetExpr::SetOperation { left, .. } => body = left.as_mut(),
+            SetExpr::Query(inner) => body = inner.body.as_mut(),
+            _ => return None,
+        }
+    }
 }
 
 /// The `SELECT` whose list names the columns: the first branch of a set operation, as in
@@ -68,6 +171,13 @@ pub(crate) fn strength_name(expr: &Expr) -> Option<String> {
         Expr::CompoundIdentifier(parts) => parts.last().map(ident_name),
         Expr::Function(f) => Some(function_name(f)),
         Expr::Nested(inner) => strength_name(inner),
+        // `(composite).field` is `field`
+        Expr::CompoundFieldAccess { access_chain, .. } => match access_chain.last()? {
+            datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field)) => {
+                Some(ident_name(field))
+            }
+            _ => None,
+        },
         // `a::text` is `a`; `'x'::text` and `CAST(1 AS int)` are named after the type.
         Expr::Cast {
             expr, data_type, ..
@@ -92,7 +202,7 @@ pub(crate) fn strength_name(expr: &Expr) -> Option<String> {
         Expr::Floor { .. } => Some("floor".to_owned()),
         Expr::Interval(_) => Some("interval".to_owned()),
         Expr::TypedString(typed) => Some(type_name(&typed.data_type)),
-        Expr::Value(v) if matches!(v.value, Value::Boolean(_)) => Some("bool".to_owned()),
+        // `true` is `?column?` since PostgreSQL 15 (a boolean constant, no longer a cast)
         _ => None,
     }
 }
@@ -166,6 +276,39 @@ mod tests {
         assert_eq!(named("SELECT (SELECT max(a) FROM t)"), ["max"]);
         assert_eq!(named("SELECT CASE WHEN a THEN 1 END FROM t"), ["case"]);
         assert_eq!(named("SELECT now()"), ["now"]);
+    }
+
+    #[test]
+    fn duplicate_names_reach_the_client() {
+        for (sql, want) in [
+            ("SELECT count(*), count(*) FROM t", ["count", "count"]),
+            ("SELECT r_name, t.r_name FROM t", ["r_name", "r_name"]),
+            ("SELECT 1 AS a, 'x' AS A", ["a", "a"]),
+            ("SELECT NULL, NULL", ["?column?", "?column?"]),
+        ] {
+            let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+                .expect("parses")
+                .remove(0);
+            alias_duplicates(&mut statement);
+            let text = statement.to_string();
+            assert!(text.contains(DUPLICATE_MARK), "{text}");
+            let got: Vec<String> = column_names(&statement, 2)
+                .expect("named")
+                .into_iter()
+                .map(|n| n.unwrap_or_else(|| "<plan>".to_owned()))
+                .collect();
+            let want: Vec<String> = match sql.contains(" AS ") {
+                // the first keeps its alias as the plan's name
+                true => vec!["<plan>".to_owned(), want[1].to_owned()],
+                false => want.iter().map(|w| (*w).to_owned()).collect(),
+            };
+            assert_eq!(got, want, "{sql}");
+        }
+        let mut distinct = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT a, b, count(*)")
+            .expect("parses")
+            .remove(0);
+        alias_duplicates(&mut distinct);
+        assert_eq!(distinct.to_string(), "SELECT a, b, count(*)");
     }
 
     #[test]

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, DataType as SqlDataType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, Ident, JoinOperator, LimitClause, ObjectName, OrderBy,
-    OrderByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, TableWithJoins,
-    Value, Visit, VisitMut, Visitor, VisitorMut,
+    FunctionArguments, GroupByExpr, Ident, JoinOperator, LimitClause, ObjectName, ObjectNamePart,
+    OrderBy, OrderByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor,
+    TableWithJoins, Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -79,12 +79,47 @@ fn same(a: &[Statement], b: &[Statement]) -> bool {
 }
 
 impl PgParser {
-    pub(crate) fn parse(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
+    /// `postgres`: whether a Postgres client sent `sql`, whose statements then read
+    /// Postgres's `information_schema` views and may repeat output names.
+    pub(crate) fn parse(&self, sql: &str, postgres: bool) -> Result<Vec<Statement>, ParserError> {
         let lower = sql.to_ascii_lowercase();
         let mut statements = self.parse_with_crate_rules(sql, &lower)?;
-        if lower.contains("generate_subscripts") || lower.contains("regtype") {
+        if lower.contains("generate_subscripts")
+            || lower.contains("regtype")
+            || lower.contains("_pg_expandarray")
+            || lower.contains(").")
+            || lower.contains("regproc")
+            || lower.contains("proargtypes")
+            || lower.contains("user")
+            || lower.contains("unnest")
+            || lower.contains("generate_series")
+            || lower.contains("array_fill")
+            || lower.contains("array_length")
+            || lower.contains("cardinality")
+            || lower.contains("interval")
+            || lower.contains("double")
+            || lower.contains("float")
+            || lower.contains("real")
+        {
             for statement in &mut statements {
                 let _ = VisitMut::visit(statement, &mut ExpressionRewrites);
+            }
+        }
+        if postgres {
+            // the names Postgres gives the columns, from the statements as written
+            if let Ok(written) = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+                && written.len() == statements.len()
+            {
+                for (written, statement) in written.iter().zip(&mut statements) {
+                    crate::pg_names::keep_written_names(written, statement);
+                }
+            }
+            for statement in &mut statements {
+                if lower.contains("information_schema") {
+                    crate::pg_information_schema::rewrite(statement);
+                }
+                let _ = VisitMut::visit(statement, &mut SeriesInSelectLists);
+                crate::pg_names::alias_duplicates(statement);
             }
         }
         Ok(statements)
@@ -114,6 +149,46 @@ impl PgParser {
             return Ok(parsed);
         }
         Ok(plain.into_iter().map(|s| apply(&self.tarn, s)).collect())
+    }
+}
+
+/// `generate_series(a, b)` in a select list as `unnest(generate_series(a, b))`: in Postgres a
+/// set-returning function there makes a row per value (in step with the list's other
+/// set-returning functions); DataFusion's `generate_series` is one array. The item keeps
+/// the name `generate_series`.
+struct SeriesInSelectLists;
+
+impl VisitorMut for SeriesInSelectLists {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        for item in &mut select.projection {
+            let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item
+            else {
+                continue;
+            };
+            let Expr::Function(f) = expr else { continue };
+            if !is_call(f, "generate_series") || f.over.is_some() {
+                continue;
+            }
+            let Some(unnested) = parse_expr(&format!("unnest({expr})")) else {
+                continue;
+            };
+            *item = match item {
+                SelectItem::ExprWithAlias { alias, .. } => SelectItem::ExprWithAlias {
+                    expr: unnested,
+                    alias: alias.clone(),
+                },
+                _ => SelectItem::ExprWithAlias {
+                    expr: unnested,
+                    alias: Ident::with_quote('"', "generate_series"),
+                },
+            };
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -196,7 +271,24 @@ impl VisitorMut for ExpressionRewrites {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if let Some(rewritten) = regtype_as_text(expr).or_else(|| generate_subscripts(expr)) {
+        if let Some(rewritten) = regtype_as_text(expr)
+            .or_else(|| generate_subscripts(expr))
+            .or_else(|| expand_array(expr))
+            .or_else(|| field_of_composite(expr))
+            .or_else(|| regproc_by_name(expr))
+            .or_else(|| oidvector_as_array(expr))
+            .or_else(|| type_names_as_text(expr))
+            .or_else(|| user_as_session_user(expr))
+            .or_else(|| array_of_unnest(expr))
+            .or_else(|| array_of_series(expr))
+            .or_else(|| array_fill(expr))
+            .or_else(|| float_literal(expr))
+            .or_else(|| interval_literal(expr))
+        {
+            *expr = rewritten;
+        }
+        // also over what a rewrite above made (`array_length` of a split `proargtypes`)
+        if let Some(rewritten) = int4_length(expr) {
             *expr = rewritten;
         }
         ControlFlow::Continue(())
@@ -259,6 +351,520 @@ fn generate_subscripts(expr: &Expr) -> Option<Expr> {
     parse_expr(&format!(
         "unnest(generate_series(1, array_length({array}, {dimension})))"
     ))
+}
+
+/// `ARRAY(SELECT f(x) FROM unnest(a) x)` as `coalesce(array_transform(a, x -> f(x)),
+/// make_array())`: each element of `a` through `f`, in order, and `{}` for a NULL `a`
+/// (psql's `\d+`: `array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)`).
+/// DataFusion cannot run a subquery over a function of the outer row.
+fn array_of_unnest(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let FunctionArguments::Subquery(query) = &f.args else {
+        return None;
+    };
+    if !f.name.to_string().eq_ignore_ascii_case("array")
+        || query.with.is_some()
+        || query.order_by.is_some()
+        || query.limit_clause.is_some()
+    {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    if select.selection.is_some()
+        || select.having.is_some()
+        || select.distinct.is_some()
+        || !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
+    {
+        return None;
+    }
+    let [from] = select.from.as_slice() else {
+        return None;
+    };
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        alias: Some(alias),
+        ..
+    } = &from.relation
+    else {
+        return None;
+    };
+    let is_unnest = name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .is_some_and(|i| i.value.eq_ignore_ascii_case("unnest"));
+    let ([FunctionArg::Unnamed(FunctionArgExpr::Expr(array))], true) =
+        (args.args.as_slice(), is_unnest && from.joins.is_empty())
+    else {
+        return None;
+    };
+    // `unnest(a) x` names the element `x`; `unnest(a) t(x)` names it `x` too
+    let element = match alias.columns.as_slice() {
+        [] => &alias.name,
+        [column] => &column.name,
+        _ => return None,
+    };
+    let [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] =
+        select.projection.as_slice()
+    else {
+        return None;
+    };
+    if columns_read(item, &[]).2 {
+        return None;
+    }
+    let lambda = format!("array_transform({array}, {element} -> {item})");
+    let lambda = Parser::new(&datafusion::sql::sqlparser::dialect::DuckDbDialect {})
+        .try_with_sql(&lambda)
+        .ok()?
+        .parse_expr()
+        .ok()?;
+    let mut out = parse_expr("coalesce(NULL, make_array())")?;
+    if let Expr::Function(c) = &mut out
+        && let FunctionArguments::List(list) = &mut c.args
+        && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first_mut()
+    {
+        *first = lambda;
+    }
+    Some(out)
+}
+
+/// Whether `f` calls `name` (unqualified or in `pg_catalog`).
+fn is_call(f: &Function, name: &str) -> bool {
+    f.name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .is_some_and(|i| i.value.eq_ignore_ascii_case(name))
+}
+
+/// `ARRAY(SELECT f(generate_series(a, b)))`, with no `FROM`, as
+/// `coalesce(array_transform(generate_series(a, b), tarn_g -> f(tarn_g)), make_array())`
+/// (Metabase's routine sync names unnamed arguments `ARRAY(SELECT 'arg' ||
+/// generate_series(1, n))`): DataFusion's `generate_series` is the array of the values.
+fn array_of_series(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let FunctionArguments::Subquery(query) = &f.args else {
+        return None;
+    };
+    if !is_call(f, "array")
+        || query.with.is_some()
+        || query.order_by.is_some()
+        || query.limit_clause.is_some()
+    {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    if !select.from.is_empty() || select.selection.is_some() || select.having.is_some() {
+        return None;
+    }
+    let [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] =
+        select.projection.as_slice()
+    else {
+        return None;
+    };
+    // the one generate_series call, replaced by the lambda's parameter
+    let mut series = Vec::new();
+    let mut body = item.clone();
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut body, |e| {
+        if let Expr::Function(g) = e
+            && is_call(g, "generate_series")
+        {
+            series.push(e.clone());
+            *e = Expr::Identifier(Ident::new("tarn_g"));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let [series] = series.as_slice() else {
+        return None;
+    };
+    let lambda = format!("array_transform({series}, tarn_g -> {body})");
+    let lambda = Parser::new(&datafusion::sql::sqlparser::dialect::DuckDbDialect {})
+        .try_with_sql(&lambda)
+        .ok()?
+        .parse_expr()
+        .ok()?;
+    let mut out = parse_expr("coalesce(NULL, make_array())")?;
+    if let Expr::Function(c) = &mut out
+        && let FunctionArguments::List(list) = &mut c.args
+        && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first_mut()
+    {
+        *first = lambda;
+    }
+    Some(out)
+}
+
+/// `array_length(a, d)` and `cardinality(a)` as the `int4` Postgres answers: DataFusion's
+/// are unsigned 64-bit, and mixed with a signed number (`COALESCE(array_length(a, 1), 0)`)
+/// they became a `numeric(20)` that `generate_series` refused (Metabase's routine sync).
+fn int4_length(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    if !(is_call(f, "array_length") || is_call(f, "cardinality")) || f.over.is_some() {
+        return None;
+    }
+    parse_expr(&format!("CAST({expr} AS INT)"))
+}
+
+/// `array_fill(v, ARRAY[n])`, a one-dimensional array of `n` times `v`, as
+/// `array_repeat(v, n)` (Metabase's routine sync).
+fn array_fill(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    if !is_call(f, "array_fill") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let [
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(value)),
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Array(dims))),
+    ] = list.args.as_slice()
+    else {
+        return None;
+    };
+    let [length] = dims.elem.as_slice() else {
+        return None;
+    };
+    parse_expr(&format!("array_repeat({value}, CAST({length} AS BIGINT))"))
+}
+
+/// An interval literal with a Postgres time part (`INTERVAL '1 day 02:03:04'`,
+/// `'-01:30'::interval`) written in the units DataFusion reads (`1 day 2 hours 3 minutes 4
+/// seconds`); DataFusion refused the time part.
+fn interval_literal(expr: &Expr) -> Option<Expr> {
+    let text = |e: &Expr| match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    match expr {
+        Expr::Interval(interval)
+            if interval.leading_field.is_none() && interval.last_field.is_none() =>
+        {
+            let words = interval_words(&text(&interval.value)?)?;
+            let mut out = interval.clone();
+            out.value = Box::new(Expr::value(Value::SingleQuotedString(words)));
+            Some(Expr::Interval(out))
+        }
+        Expr::Cast {
+            expr: inner,
+            data_type: SqlDataType::Interval { .. },
+            ..
+        } => {
+            let words = interval_words(&text(inner)?)?;
+            parse_expr(&format!("INTERVAL '{}'", words.replace('\'', "''")))
+        }
+        _ => None,
+    }
+}
+
+/// `text` with each `[-]H:M[:S[.f]]` part written as hours, minutes and seconds; `None`
+/// when it has none.
+fn interval_words(text: &str) -> Option<String> {
+    if !text.contains(':') {
+        return None;
+    }
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|word| {
+            let (sign, time) = match word.strip_prefix('-') {
+                Some(rest) => ("-", rest),
+                None => ("", word.strip_prefix('+').unwrap_or(word)),
+            };
+            let parts: Vec<&str> = time.split(':').collect();
+            let numeric =
+                |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '.');
+            if !(2..=3).contains(&parts.len()) || !parts.iter().all(numeric) {
+                return word.to_owned();
+            }
+            let mut out = format!("{sign}{} hours {sign}{} minutes", parts[0], parts[1]);
+            if let Some(seconds) = parts.get(2) {
+                out.push_str(&format!(" {sign}{seconds} seconds"));
+            }
+            out
+        })
+        .collect();
+    Some(words.join(" "))
+}
+
+/// A number literal cast to a floating-point type (`CAST(1e100 AS double precision)`) as the
+/// cast of its text: a Postgres client's `1e100` is a numeric, and a numeric of such a
+/// scale converts to a double through a power of ten, inexactly (`1.0000000000000002e100`);
+/// from its text it converts exactly, as in Postgres.
+fn float_literal(expr: &Expr) -> Option<Expr> {
+    let Expr::Cast {
+        expr: inner,
+        data_type,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    let Expr::Value(v) = inner.as_ref() else {
+        return None;
+    };
+    let Value::Number(number, _) = &v.value else {
+        return None;
+    };
+    let is_float = matches!(
+        data_type,
+        SqlDataType::Float(_)
+            | SqlDataType::Float4
+            | SqlDataType::Float8
+            | SqlDataType::Float32
+            | SqlDataType::Float64
+            | SqlDataType::Real
+            | SqlDataType::Double(_)
+            | SqlDataType::DoublePrecision
+    );
+    is_float.then(|| parse_expr(&format!("CAST('{number}' AS {data_type})")))?
+}
+
+/// `user`, Postgres's other spelling of `current_user`, as `session_user` (the crate turns
+/// `current_user` into that, and leaves `user`, which DataFusion took for a column).
+fn user_as_session_user(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let [ObjectNamePart::Identifier(name)] = f.name.0.as_slice() else {
+        return None;
+    };
+    (matches!(f.args, FunctionArguments::None)
+        && name.quote_style.is_none()
+        && name.value.eq_ignore_ascii_case("user"))
+    .then(|| parse_expr("session_user"))?
+}
+
+/// Whether `expr` is `pg_proc.proargtypes`, an `oidvector` the crate holds as its text
+/// (`23 23`), as Postgres writes it.
+fn is_oidvector(expr: &Expr) -> bool {
+    let name = match expr {
+        Expr::Identifier(i) => i,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(name) => name,
+            None => return false,
+        },
+        _ => return false,
+    };
+    name.value.eq_ignore_ascii_case("proargtypes")
+}
+
+/// `proargtypes` where an array is wanted, as `string_to_array(proargtypes, ' ')`: cast to
+/// an array type (`proargtypes::regtype[]`, pgcli's function list) or given to an array
+/// function (`array_length(p.proargtypes, 1)`, Metabase's routine sync).
+fn oidvector_as_array(expr: &Expr) -> Option<Expr> {
+    let as_array = |e: &Expr| format!("string_to_array({e}, ' ')");
+    match expr {
+        Expr::Cast {
+            expr: inner,
+            data_type: SqlDataType::Array(_),
+            ..
+        } if is_oidvector(inner) => {
+            let Expr::Cast { data_type, .. } = expr else {
+                return None;
+            };
+            parse_expr(&format!("CAST({} AS {data_type})", as_array(inner)))
+        }
+        Expr::Function(f) => {
+            let name = f.name.0.last()?.as_ident()?.value.to_ascii_lowercase();
+            if !matches!(
+                name.as_str(),
+                "array_length" | "array_upper" | "array_lower" | "cardinality" | "unnest"
+            ) {
+                return None;
+            }
+            let FunctionArguments::List(list) = &f.args else {
+                return None;
+            };
+            let (FunctionArg::Unnamed(FunctionArgExpr::Expr(first)), rest) =
+                (list.args.first()?, &list.args[1..])
+            else {
+                return None;
+            };
+            if !is_oidvector(first) {
+                return None;
+            }
+            let rest: Vec<String> = rest.iter().map(ToString::to_string).collect();
+            let args = std::iter::once(as_array(first))
+                .chain(rest)
+                .collect::<Vec<_>>()
+                .join(", ");
+            parse_expr(&format!("{name}({args})"))
+        }
+        _ => None,
+    }
+}
+
+/// `oids::regtype[]::text[]` (or of `COALESCE(a::regtype[], b::regtype[])`, pgcli's
+/// function list) as `_pg_type_names(oids)`: the type names, as Postgres writes a regtype.
+/// The crate holds a regtype as its number, so the text was `{25}` where Postgres says
+/// `{text}`.
+fn type_names_as_text(expr: &Expr) -> Option<Expr> {
+    let is_array_of = |t: &SqlDataType, name: &str| {
+        matches!(t, SqlDataType::Array(_))
+            && t.to_string()
+                .to_ascii_lowercase()
+                .trim_end_matches("[]")
+                .ends_with(name)
+    };
+    let Expr::Cast {
+        expr: inner,
+        data_type,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    if !is_array_of(data_type, "text") {
+        return None;
+    }
+    let regtypes =
+        |e: &Expr| matches!(e, Expr::Cast { data_type, .. } if is_array_of(data_type, "regtype"));
+    let inner = match inner.as_ref() {
+        Expr::Nested(e) => e.as_ref(),
+        e => e,
+    };
+    let all_regtypes = match inner {
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("coalesce") => {
+            let FunctionArguments::List(list) = &f.args else {
+                return None;
+            };
+            list.args
+                .iter()
+                .all(|a| matches!(a, FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if regtypes(e)))
+        }
+        e => regtypes(e),
+    };
+    all_regtypes.then(|| parse_expr(&format!("_pg_type_names({inner})")))?
+}
+
+/// `pg_type`'s function columns (`typinput`, …), which the crate holds as the function's
+/// name, and so Postgres displays them.
+const REGPROC_NAME_COLUMNS: &[&str] = &[
+    "typinput",
+    "typoutput",
+    "typreceive",
+    "typsend",
+    "typmodin",
+    "typmodout",
+    "typanalyze",
+    "typsubscript",
+];
+
+/// `typinput = 'pg_catalog.array_in'::regproc` (pgjdbc's type cache and `getTypeInfo`) as
+/// `typinput = 'array_in'`. The crate turns the cast into the OID of a `pg_proc` row and
+/// holds `typinput` as the function's name, so the comparison cast `boolin` to a number
+/// and failed; compared by name it is Postgres's answer.
+fn regproc_by_name(expr: &Expr) -> Option<Expr> {
+    let Expr::BinaryOp { left, op, right } = expr else {
+        return None;
+    };
+    if !matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq) {
+        return None;
+    }
+    let is_name_column = |e: &Expr| {
+        let name = match e {
+            Expr::Identifier(i) => i,
+            Expr::CompoundIdentifier(parts) => parts.last()?,
+            _ => return None,
+        };
+        REGPROC_NAME_COLUMNS
+            .contains(&name.value.to_ascii_lowercase().as_str())
+            .then_some(())
+    };
+    // the crate's `(SELECT oid FROM pg_catalog.pg_proc WHERE proname = 'name')`, or that
+    // as a lookup aggregate (`first_value(oid)`, [`CatalogScalarSubqueries`])
+    let proc_name = |e: &Expr| {
+        let Expr::Subquery(query) = e else {
+            return None;
+        };
+        let text = query.to_string();
+        let name = text
+            .strip_prefix("SELECT oid FROM pg_catalog.pg_proc WHERE proname = '")
+            .or_else(|| {
+                text.strip_prefix(
+                    "SELECT first_value(oid) FROM pg_catalog.pg_proc WHERE proname = '",
+                )
+            })?
+            .strip_suffix('\'')?;
+        let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+        (!name.contains('\'')).then(|| name.to_owned())
+    };
+    let (column, name) = match (is_name_column(left), proc_name(right)) {
+        (Some(()), Some(name)) => (left, name),
+        _ => (
+            right,
+            proc_name(left).filter(|_| is_name_column(right).is_some())?,
+        ),
+    };
+    parse_expr(&format!("{column} {op} '{name}'"))
+}
+
+/// `(composite).field` as `get_field(composite, 'field')`, which DataFusion plans (its SQL
+/// planner takes `.field` only after a column name): pgjdbc's
+/// `(information_schema._pg_expandarray(i.indkey)).n` and `(result.keys).x`. An unquoted
+/// field name is folded to lower case, as Postgres folds identifiers.
+fn field_of_composite(expr: &Expr) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::AccessExpr;
+    let Expr::CompoundFieldAccess { root, access_chain } = expr else {
+        return None;
+    };
+    // `t.a[1]` is a column of `t`, subscripted: Postgres reads a field only of `(…)`
+    if !matches!(root.as_ref(), Expr::Nested(_)) {
+        return None;
+    }
+    let mut out = root.to_string();
+    let mut rewritten = false;
+    for access in access_chain {
+        match access {
+            AccessExpr::Dot(Expr::Identifier(field)) => {
+                let name = match field.quote_style {
+                    Some(_) => field.value.clone(),
+                    None => field.value.to_lowercase(),
+                };
+                out = format!("get_field({out}, '{}')", name.replace('\'', "''"));
+                rewritten = true;
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    if !rewritten {
+        return None;
+    }
+    parse_expr(&out)
+}
+
+/// `[information_schema.]_pg_expandarray(a)` as `unnest(_pg_expandarray(a))`: the function
+/// gives the `(x, n)` rows as one array, and `unnest` makes them the set Postgres returns.
+fn expand_array(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let name = f.name.0.last()?.as_ident()?;
+    if f.over.is_some() || !name.value.eq_ignore_ascii_case("_pg_expandarray") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(array)] = list.args.as_slice() else {
+        return None;
+    };
+    parse_expr(&format!("unnest(_pg_expandarray({array}))"))
 }
 
 /// Scalar subqueries over catalog tables, anywhere in a statement, made plannable. Clients
@@ -411,12 +1017,16 @@ fn function_lookup(expr: &Expr) -> Option<Query> {
                 catalog(class)?
             ),
         ),
-        ("col_description", [table, column]) => (
-            "pg_description",
-            format!(
-                "tarn_d.objoid = {table} AND tarn_d.classoid = 1259 AND tarn_d.objsubid = {column}"
-            ),
-        ),
+        ("col_description", [table, column]) => {
+            let condition = format!("tarn_d.classoid = 1259 AND tarn_d.objsubid = {column}");
+            if let Some(name) = relation_name_cast(table) {
+                return described_relation(name, &condition);
+            }
+            (
+                "pg_description",
+                format!("tarn_d.objoid = {table} AND {condition}"),
+            )
+        }
         ("shobj_description", [object, class]) => (
             "pg_shdescription",
             format!(
@@ -430,6 +1040,54 @@ fn function_lookup(expr: &Expr) -> Option<Query> {
     let sql =
         format!("SELECT tarn_d.description FROM pg_catalog.{table} AS tarn_d WHERE {condition}");
     parse_query(&sql)
+}
+
+/// The text `x` of `CAST(x AS regclass)` (under a cast to `oid` or not) when `x` is text
+/// computed in the statement (Metabase's `format('%I.%I', schema, table)::regclass`), which
+/// the crate would cast to a number and fail on; `None` for anything else (`c.oid::regclass`
+/// is a number already, a literal the crate looks up itself).
+fn relation_name_cast(expr: &Expr) -> Option<&Expr> {
+    let is = |data_type: &SqlDataType, name: &str| {
+        data_type.to_string().to_ascii_lowercase().ends_with(name)
+    };
+    let expr = match expr {
+        Expr::Cast {
+            expr, data_type, ..
+        } if is(data_type, "oid") => expr.as_ref(),
+        other => other,
+    };
+    let Expr::Cast {
+        expr: text,
+        data_type,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    let computed_text = match text.as_ref() {
+        Expr::Function(_) => true,
+        Expr::BinaryOp {
+            op: BinaryOperator::StringConcat,
+            ..
+        } => true,
+        Expr::Cast { data_type, .. } => is(data_type, "text"),
+        _ => false,
+    };
+    (is(data_type, "regclass") && computed_text).then_some(text.as_ref())
+}
+
+/// The description lookup (`condition` on `tarn_d`) of the relation named by the text
+/// `name`, `schema.relation` as `quote_ident` writes both, as Postgres reads a regclass.
+/// The qualified names are a column of a derived table: DataFusion decorrelates an
+/// equality with one inner column, not with an expression over two inner tables.
+fn described_relation(name: &Expr, condition: &str) -> Option<Query> {
+    parse_query(&format!(
+        "SELECT tarn_d.description FROM pg_catalog.pg_description AS tarn_d \
+         JOIN (SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name \
+               FROM pg_catalog.pg_class AS c \
+               JOIN pg_catalog.pg_namespace AS n ON c.relnamespace = n.oid) AS tarn_r \
+         ON tarn_d.objoid = tarn_r.oid WHERE tarn_r.name = {name} AND {condition}"
+    ))
 }
 
 /// `pg_table_is_visible(relation)` as Postgres defines it: the relation's schema is on the
@@ -664,7 +1322,7 @@ fn reads_an_empty_table(from: &[TableWithJoins]) -> bool {
     })
 }
 
-fn parse_query(sql: &str) -> Option<Query> {
+pub(crate) fn parse_query(sql: &str) -> Option<Query> {
     match Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?.pop()? {
         Statement::Query(query) => Some(*query),
         _ => None,
@@ -894,7 +1552,7 @@ mod tests {
 
     fn parsed(sql: &str) -> String {
         PgParser::default()
-            .parse(sql)
+            .parse(sql, true)
             .expect("parses")
             .iter()
             .map(ToString::to_string)
@@ -967,7 +1625,7 @@ mod tests {
                 "SELECT unnest(i.indkey), generate_subscripts(i.indkey, 1) FROM pg_catalog.pg_index i"
             ),
             "SELECT unnest(i.indkey), unnest(generate_series(1, array_length(i.indkey, 1))) \
-             FROM pg_catalog.pg_index i"
+             AS \"generate_subscripts\" FROM pg_catalog.pg_index i"
         );
         // with a subquery, and a parameter for the dimension
         assert_eq!(
@@ -1014,6 +1672,179 @@ mod tests {
     }
 
     #[test]
+    fn regproc_columns_compare_by_name() {
+        // pgjdbc's type cache
+        assert_eq!(
+            parsed(
+                "SELECT typinput='pg_catalog.array_in'::regproc AS is_array FROM pg_catalog.pg_type"
+            ),
+            "SELECT typinput = 'array_in' AS is_array FROM pg_catalog.pg_type"
+        );
+        assert_eq!(
+            parsed(
+                "SELECT typinput='pg_catalog.array_in'::regproc AS is_array FROM pg_catalog.pg_type \
+                 LEFT JOIN (SELECT ns.oid AS nspoid, r.r FROM pg_namespace AS ns JOIN (SELECT s.r, \
+                 (current_schemas(false))[s.r] AS nspname FROM generate_series(1, 2) AS s(r)) AS r \
+                 USING (nspname)) AS sp ON sp.nspoid = typnamespace"
+            ),
+            "SELECT typinput = 'array_in' AS is_array FROM pg_catalog.pg_type LEFT JOIN (SELECT \
+             ns.oid AS nspoid, r.r FROM pg_catalog.pg_namespace AS ns JOIN (SELECT s.r, \
+             (current_schemas(false))[s.r] AS nspname FROM generate_series(1, 2) AS s (r)) AS r \
+             USING(nspname)) AS sp ON sp.nspoid = typnamespace"
+        );
+        assert_eq!(
+            parsed("SELECT 1 FROM pg_catalog.pg_type t WHERE 'boolin'::regproc <> t.typinput"),
+            "SELECT 1 FROM pg_catalog.pg_type t WHERE t.typinput <> 'boolin'"
+        );
+    }
+
+    #[test]
+    fn columns_keep_the_names_postgres_gives_them() {
+        assert_eq!(
+            parsed("SELECT current_user, user, session_user"),
+            "SELECT session_user AS \"current_user\", session_user AS \"user\", session_user"
+        );
+        assert_eq!(
+            parsed(
+                "SELECT (SELECT typname FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid) FROM pg_catalog.pg_attribute a"
+            ),
+            "SELECT (SELECT first_value(typname) FROM pg_catalog.pg_type t WHERE t.oid = \
+             a.atttypid) AS \"typname\" FROM pg_catalog.pg_attribute a"
+        );
+    }
+
+    #[test]
+    fn interval_time_parts_become_units() {
+        assert_eq!(
+            parsed(
+                "SELECT INTERVAL '1 day 02:03:04' AS a, '-01:30'::interval AS b, INTERVAL '2 hours' AS c"
+            ),
+            "SELECT INTERVAL '1 day 02 hours 03 minutes 04 seconds' AS a, \
+             INTERVAL '-01 hours -30 minutes' AS b, INTERVAL '2 hours' AS c"
+        );
+    }
+
+    #[test]
+    fn float_casts_of_literals_read_the_text() {
+        assert_eq!(
+            parsed("SELECT CAST(1e100 AS double precision) AS v, 1.5::real, CAST(2 AS numeric)"),
+            "SELECT CAST('1e100' AS DOUBLE PRECISION) AS v, CAST('1.5' AS REAL), \
+             CAST(2 AS NUMERIC)"
+        );
+    }
+
+    #[test]
+    fn series_are_sets_and_arrays_of_series_are_arrays() {
+        // Metabase's routine sync
+        assert_eq!(
+            parsed(
+                "SELECT unnest(COALESCE(p.proargnames::text[], ARRAY(SELECT 'arg' || \
+                 generate_series(1, array_length(p.proargtypes, 1))))) AS param_name, \
+                 array_fill('i'::text, ARRAY[3]) AS modes, \
+                 generate_series(1, 3) AS param_position FROM pg_catalog.pg_proc p"
+            ),
+            "SELECT unnest(COALESCE(p.proargnames::TEXT[], coalesce(array_transform(\
+             generate_series(1, CAST(array_length(string_to_array(p.proargtypes, ' '), 1) AS INT)), \
+             tarn_g -> 'arg' || tarn_g), make_array()))) AS param_name, \
+             array_repeat('i'::TEXT, CAST(3 AS BIGINT)) AS modes, unnest(generate_series(1, 3)) AS \
+             param_position FROM pg_catalog.pg_proc p"
+        );
+        assert_eq!(
+            parsed("SELECT generate_series(1, 3)"),
+            "SELECT unnest(generate_series(1, 3)) AS \"generate_series\""
+        );
+        // in FROM it is a table already
+        assert_eq!(
+            parsed("SELECT x FROM generate_series(1, 3) AS t(x)"),
+            "SELECT x FROM generate_series(1, 3) AS t (x)"
+        );
+    }
+
+    #[test]
+    fn arrays_of_unnested_outer_arrays() {
+        // psql's \d+
+        assert_eq!(
+            parsed(
+                "SELECT pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x \
+                 from pg_catalog.unnest(tc.reloptions) x), ', ') FROM pg_catalog.pg_class c \
+                 LEFT JOIN pg_catalog.pg_class tc ON (c.reltoastrelid = tc.oid)"
+            ),
+            "SELECT array_to_string(c.reloptions || coalesce(array_transform(\
+             tc.reloptions, x -> 'toast.' || x), make_array()), ', ') FROM pg_catalog.pg_class c \
+             LEFT JOIN pg_catalog.pg_class tc ON (c.reltoastrelid = tc.oid)"
+        );
+    }
+
+    #[test]
+    fn oidvectors_and_regtype_arrays() {
+        // pgcli's function list
+        assert_eq!(
+            parsed(
+                "SELECT COALESCE(proallargtypes::regtype[], proargtypes::regtype[])::text[] \
+                 FROM pg_catalog.pg_proc"
+            ),
+            "SELECT _pg_type_names(COALESCE(proallargtypes::regtype[], \
+             CAST(string_to_array(proargtypes, ' ') AS regtype[]))) AS \"coalesce\" \
+             FROM pg_catalog.pg_proc"
+        );
+        // Metabase's routine sync
+        assert_eq!(
+            parsed(
+                "SELECT COALESCE(array_length(p.proargtypes, 1), 0), p.proargtypes::int[] \
+                 FROM pg_catalog.pg_proc p"
+            ),
+            "SELECT COALESCE(CAST(array_length(string_to_array(p.proargtypes, ' '), 1) AS INT), 0), \
+             CAST(string_to_array(p.proargtypes, ' ') AS INT[]) AS \"proargtypes\" \
+             FROM pg_catalog.pg_proc p"
+        );
+    }
+
+    #[test]
+    fn expandarray_and_fields_of_composites() {
+        // pgjdbc's getPrimaryKeys
+        assert_eq!(
+            parsed(
+                "SELECT (information_schema._pg_expandarray(i.indkey)).n AS key_seq, \
+                 information_schema._pg_expandarray(i.indkey) AS keys FROM pg_catalog.pg_index i"
+            ),
+            "SELECT get_field((unnest(_pg_expandarray(i.indkey))), 'n') AS key_seq, \
+             unnest(_pg_expandarray(i.indkey)) AS keys FROM pg_catalog.pg_index i"
+        );
+        assert_eq!(
+            parsed("SELECT (result.KEYS).\"X\", t.a[1] FROM t"),
+            "SELECT get_field((result.KEYS), 'X') AS \"X\", t.a[1] FROM t"
+        );
+    }
+
+    #[test]
+    fn descriptions_of_relations_named_by_text() {
+        // Metabase's field sync
+        assert_eq!(
+            parsed(
+                "SELECT COL_DESCRIPTION(CAST(CAST(FORMAT('%I.%I', CAST(c.table_schema AS TEXT), \
+                 CAST(c.table_name AS TEXT)) AS REGCLASS) AS OID), c.ordinal_position) AS fc \
+                 FROM pg_catalog.pg_attribute c"
+            ),
+            "SELECT (SELECT first_value(tarn_d.description) FROM pg_catalog.pg_description AS \
+             tarn_d JOIN (SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
+             AS name FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON \
+             c.relnamespace = n.oid) AS tarn_r ON tarn_d.objoid = tarn_r.oid WHERE tarn_r.name = \
+             FORMAT('%I.%I', CAST(c.table_schema AS TEXT), CAST(c.table_name AS TEXT)) AND \
+             tarn_d.classoid = 1259 AND tarn_d.objsubid = c.ordinal_position) AS fc \
+             FROM pg_catalog.pg_attribute c"
+        );
+        // a relation's OID is a number already
+        assert_eq!(
+            parsed(
+                "SELECT col_description(a.attrelid::regclass, 1) FROM pg_catalog.pg_attribute a"
+            ),
+            "SELECT (SELECT first_value(tarn_d.description) FROM pg_catalog.pg_description AS \
+             tarn_d WHERE tarn_d.objoid = a.attrelid::REGCLASS AND tarn_d.classoid = 1259 AND \
+             tarn_d.objsubid = 1) AS \"col_description\" FROM pg_catalog.pg_attribute a"
+        );
+    }
+
+    #[test]
     fn descriptions_are_lookups_in_pg_description() {
         assert_eq!(
             parsed("SELECT obj_description(c.oid, 'pg_class') FROM pg_catalog.pg_class c"),
@@ -1051,13 +1882,13 @@ mod tests {
     fn regtype_text_is_the_type_name() {
         assert_eq!(
             parsed("SELECT att.atttypid::regtype::text FROM pg_catalog.pg_attribute att"),
-            "SELECT format_type(att.atttypid, NULL) FROM pg_catalog.pg_attribute att"
+            "SELECT format_type(att.atttypid, NULL) AS \"atttypid\" FROM pg_catalog.pg_attribute att"
         );
         assert_eq!(
             parsed(
                 "SELECT CAST(CAST(t.oid AS pg_catalog.regtype) AS VARCHAR) FROM pg_catalog.pg_type t"
             ),
-            "SELECT format_type(t.oid, NULL) FROM pg_catalog.pg_type t"
+            "SELECT format_type(t.oid, NULL) AS \"oid\" FROM pg_catalog.pg_type t"
         );
     }
 }

@@ -156,11 +156,11 @@ def delta_commits(objects, table: str) -> list[str]:
 
 
 def column_types(t, table: str) -> dict[str, str]:
-    """Arrow type names of the table's columns. Scans of Delta tables read strings as
+    """Arrow type names of the table's columns (`DESCRIBE`; over the Postgres wire
+    information_schema names Postgres types). Scans of Delta tables read strings as
     Utf8View; both spellings are text, so they are compared as Utf8."""
-    rows = q(t, "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = %s AND table_name = %s", (DB, table))
-    return {name: kind.replace("Utf8View", "Utf8") for name, kind in rows}
+    rows = q(t, f'DESCRIBE "{DB}"."{table}"')
+    return {name: kind.replace("Utf8View", "Utf8") for name, kind, _nullable in rows}
 
 
 def kpl_aggregate(records: list[tuple[str, bytes]]) -> bytes:

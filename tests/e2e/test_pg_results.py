@@ -689,3 +689,93 @@ def test_startup_options(tarn_demo):
         assert _show(conn, "statement_timeout") == "5s"
         assert _show(conn, "application_name") == "superset"
         assert conn.execute("SELECT count(*) FROM nation").fetchone() == (25,)
+
+
+# ---- catalog views and functions clients read ----------------------------------------------
+
+def test_set_config_reports_and_refuses_like_set(tarn_demo):
+    """set_config() is SET: the client hears the new value (ParameterStatus), and a bad
+    setting is refused with SET's SQLSTATE."""
+    with tarn_demo.psycopg() as conn:
+        assert conn.execute(
+            "SELECT pg_catalog.set_config('application_name', 'dash', false)").fetchone() == (
+            "dash",)
+        assert conn.info.parameter_status("application_name") == "dash"
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            conn.execute("SELECT set_config('no_such_setting', 'x', false)")
+
+
+def test_pg_settings_lists_the_connection_settings(tarn_demo):
+    """pgjdbc reads max_index_keys here before getImportedKeys; tools list pg_settings."""
+    with tarn_demo.psycopg(application_name="report") as conn:
+        rows = dict(conn.execute(
+            "SELECT name, setting FROM pg_catalog.pg_settings "
+            "WHERE name IN ('max_index_keys', 'application_name', 'DateStyle')").fetchall())
+        assert rows == {"max_index_keys": "32", "application_name": "report",
+                        "DateStyle": "ISO, MDY"}, rows
+        conn.execute("SET application_name = 'other'")
+        assert conn.execute("SELECT setting, vartype, context FROM pg_catalog.pg_settings "
+                            "WHERE name = 'application_name'").fetchone() == (
+            "other", "string", "user")
+        assert conn.execute("SELECT vartype, context FROM pg_catalog.pg_settings "
+                            "WHERE name = 'max_index_keys'").fetchone() == ("integer", "internal")
+
+
+def test_information_schema_columns_has_postgres_types(tarn_demo):
+    """Over the Postgres wire information_schema.columns is Postgres's view: type names,
+    udt_name, numeric precision and scale, nullability (Metabase's field sync, dbt)."""
+    with tarn_demo.psycopg() as conn:
+        rows = conn.execute(
+            "SELECT column_name, ordinal_position, data_type, udt_schema, udt_name, "
+            "numeric_precision, numeric_scale, is_nullable, is_identity "
+            "FROM information_schema.columns WHERE table_schema = 'demo' "
+            "AND table_name = 'orders' AND column_name IN ('o_orderkey', 'o_totalprice', "
+            "'o_orderdate', 'o_comment') ORDER BY ordinal_position").fetchall()
+        # PostgreSQL 15, on a table with the demo's column types
+        assert rows == [
+            ("o_orderkey", 1, "bigint", "pg_catalog", "int8", 64, 0, "NO", "NO"),
+            ("o_totalprice", 4, "numeric", "pg_catalog", "numeric", 15, 2, "NO", "NO"),
+            ("o_orderdate", 5, "date", "pg_catalog", "date", None, None, "NO", "NO"),
+            ("o_comment", 9, "text", "pg_catalog", "text", None, None, "NO", "NO"),
+        ], rows
+        nullable = conn.execute(
+            "SELECT is_nullable FROM information_schema.columns WHERE table_schema = 'demo' "
+            "AND table_name = 'events' AND column_name = 'amount'").fetchone()
+        assert nullable == ("YES",)
+        # no constraints: tarn tables have no keys
+        assert conn.execute("SELECT count(*) FROM information_schema.table_constraints "
+                            "tc JOIN information_schema.key_column_usage kc "
+                            "ON tc.constraint_name = kc.constraint_name").fetchone() == (0,)
+
+
+def test_format(tarn_demo):
+    with tarn_demo.psycopg() as conn:
+        assert conn.execute(
+            "SELECT format('%I.%I', 'demo', 'Orders'), format('%s=%L', 'k', NULL), "
+            "format('%L', 'it''s'), format('100%%')").fetchone() == (
+            'demo."Orders"', "k=NULL", "'it''s'", "100%")
+        # the relation a formatted name names, as Metabase reads column comments
+        assert conn.execute(
+            "SELECT col_description(format('%I.%I', 'demo', 'orders')::regclass, 1)"
+        ).fetchone() == (None,)
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+            conn.execute("SELECT format('%s %s', 'only one')")
+        assert "too few arguments" in str(e.value)
+        # the connection goes on
+        assert conn.execute("SELECT format('%s', 1)").fetchone() == ("1",)
+
+
+def test_function_signatures(tarn_demo):
+    """What psql's \\df and pgjdbc's getFunctions read: PostgreSQL 15's answers."""
+    with tarn_demo.psycopg() as conn:
+        rows = conn.execute(
+            "SELECT p.proname, pg_get_function_result(p.oid), pg_get_function_arguments(p.oid), "
+            "pg_get_function_identity_arguments(p.oid) FROM pg_catalog.pg_proc p "
+            "WHERE p.proname IN ('pg_get_keywords', 'concat') ORDER BY 1").fetchall()
+        assert rows == [
+            ("concat", "text", 'VARIADIC "any"', 'VARIADIC "any"'),
+            ("pg_get_keywords", "SETOF record",
+             'OUT word text, OUT catcode "char", OUT barelabel boolean, OUT catdesc text, '
+             "OUT baredesc text", ""),
+        ], rows
+        assert conn.execute("SELECT pg_get_function_result(0)").fetchone() == (None,)

@@ -34,6 +34,7 @@ use tarn_sql::{CommandTag, QueryOutput, Session};
 mod auth;
 mod control;
 mod settings;
+mod text;
 mod transaction;
 
 pub(crate) use auth::{PgAuth, tls};
@@ -251,7 +252,7 @@ impl TarnQueryHandler {
             .start(settings::statement_timeout(client.metadata()))
     }
 
-    /// `SET`, `SHOW`, `RESET`, `DISCARD`.
+    /// `SET`, `SHOW`, `RESET`, `DISCARD`, `SELECT set_config(…)`.
     async fn settings<C>(
         &self,
         client: &mut C,
@@ -272,13 +273,14 @@ impl TarnQueryHandler {
                 report(client, statuses).await?;
                 Ok(Response::Execution(Tag::new(command)))
             }
-            settings::Outcome::Rows(batch) => {
+            settings::Outcome::Rows(batch, statuses) => {
+                report(client, statuses).await?;
                 let df = self
                     .session
                     .context()
                     .read_batch(batch)
                     .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
-                let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                let options = Arc::new(settings::format_options(client.metadata()));
                 let control = self.start(client);
                 encode_rows(self.session.executor(), df, format, options, None, &control)
                     .await
@@ -335,7 +337,10 @@ async fn encode_rows(
     let rows = batches
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
-                Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
+                Ok(batch) => match text::postgres_text_forms(&row_fields, batch) {
+                    Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                },
                 Err(e) => Box::new(std::iter::once(Err(PgWireError::ApiError(Box::new(e))))),
             };
             futures::stream::iter(rows)
@@ -512,7 +517,7 @@ impl SimpleQueryHandler for TarnQueryHandler {
                     if write.is_some() {
                         self.block.wrote(status);
                     }
-                    let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                    let options = Arc::new(settings::format_options(client.metadata()));
                     let response = self
                         .respond(
                             output,
@@ -743,7 +748,7 @@ impl ExtendedQueryHandler for TarnQueryHandler {
         if write.is_some() {
             self.block.wrote(status);
         }
-        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let options = Arc::new(settings::format_options(client.metadata()));
         self.respond(
             output,
             &portal.result_column_format,

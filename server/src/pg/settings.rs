@@ -20,6 +20,7 @@ use datafusion::sql::sqlparser::ast::{
     Value,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::types::format::FormatOptions;
 use tarn_sql::Session;
 
 /// How a setting's value is checked and shown.
@@ -39,6 +40,20 @@ enum Kind {
     Only(&'static str),
     /// Read-only: `SET` is refused.
     Fixed,
+}
+
+impl Kind {
+    /// `pg_settings.vartype`; `default` tells a fixed setting's type.
+    fn vartype(&self, default: &str) -> &'static str {
+        match self {
+            Kind::Int(..) | Kind::Duration => "integer",
+            Kind::Bool => "bool",
+            Kind::OneOf(_) => "enum",
+            Kind::Fixed | Kind::Only(_) if default.parse::<i64>().is_ok() => "integer",
+            Kind::Fixed | Kind::Only(_) if matches!(default, "on" | "off") => "bool",
+            _ => "string",
+        }
+    }
 }
 
 struct Setting {
@@ -232,6 +247,14 @@ const SETTINGS: &[Setting] = &[
         Kind::Duration,
         false,
         "Sets the maximum allowed duration of any wait for a lock.",
+    ),
+    s(
+        "max_index_keys",
+        "max_index_keys",
+        "32",
+        Kind::Fixed,
+        false,
+        "Shows the maximum number of index keys.",
     ),
     s(
         "max_identifier_length",
@@ -642,6 +665,16 @@ pub(crate) fn end_transaction(session: &Session, metadata: &mut HashMap<String, 
     }
 }
 
+/// How the connection's results are written as text: pgwire's options from its settings,
+/// and the session TimeZone, in which a `timestamptz` is shown (pgwire leaves it UTC).
+pub(crate) fn format_options(metadata: &HashMap<String, String>) -> FormatOptions {
+    let mut options = FormatOptions::from_client_metadata(metadata);
+    if let Some(zone) = find("timezone") {
+        options.time_zone = current(metadata, zone);
+    }
+    options
+}
+
 /// Whether the current transaction (or the statement's own, outside a block) is read-only.
 pub(crate) fn read_only(metadata: &HashMap<String, String>) -> bool {
     find("transaction_read_only").is_some_and(|s| current(metadata, s) == "on")
@@ -654,7 +687,16 @@ pub(crate) fn publish(session: &Session, metadata: &HashMap<String, String>) {
     session.set_pg_settings(
         SETTINGS
             .iter()
-            .map(|s| (s.name.to_lowercase(), current(metadata, s)))
+            .map(|s| tarn_sql::PgSetting {
+                name: s.display.to_owned(),
+                setting: current(metadata, s),
+                description: s.description,
+                vartype: s.kind.vartype(s.default),
+                context: match s.kind {
+                    Kind::Fixed => "internal",
+                    _ => "user",
+                },
+            })
             .collect(),
     );
     let path = find("search_path")
@@ -677,8 +719,8 @@ pub(crate) fn publish(session: &Session, metadata: &HashMap<String, String>) {
 pub(crate) enum Outcome {
     /// A command tag and the `ParameterStatus` messages to send.
     Done(&'static str, Vec<(String, String)>),
-    /// `SHOW`: rows.
-    Rows(RecordBatch),
+    /// `SHOW`, `set_config()`: rows, and the `ParameterStatus` messages to send.
+    Rows(RecordBatch, Vec<(String, String)>),
 }
 
 /// Whether `statement` is one of the settings statements this module answers (SHOW of a
@@ -692,7 +734,48 @@ pub(crate) fn handles(statement: &SqlStatement) -> bool {
         SqlStatement::ShowVariable { variable } => !variable
             .first()
             .is_some_and(|v| v.value.eq_ignore_ascii_case("datafusion")),
+        SqlStatement::Query(_) => set_config_call(statement).is_some(),
         _ => false,
+    }
+}
+
+/// The (name, value) of `SELECT [pg_catalog.]set_config('name', 'value', is_local)` with
+/// constant arguments, Postgres's function form of `SET` (pg_dump and PostgREST send it):
+/// answered here, as `SET` is. `is_local` is taken as `SET LOCAL` is: for the session.
+fn set_config_call(statement: &SqlStatement) -> Option<(String, String)> {
+    use datafusion::sql::sqlparser::ast::{
+        FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem, SetExpr,
+    };
+    let SqlStatement::Query(query) = statement else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    if !select.from.is_empty() || select.selection.is_some() || query.order_by.is_some() {
+        return None;
+    }
+    let [SelectItem::UnnamedExpr(Expr::Function(f))] = select.projection.as_slice() else {
+        return None;
+    };
+    let name = f.name.0.last()?.as_ident()?;
+    if !name.value.eq_ignore_ascii_case("set_config") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let texts: Vec<String> = list
+        .args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e @ Expr::Value(_))) => Some(value_text(e)),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    match texts.as_slice() {
+        [name, value, _is_local] => Some((name.clone(), value.clone())),
+        _ => None,
     }
 }
 
@@ -725,6 +808,9 @@ pub(crate) fn schema(statement: &SqlStatement) -> Arc<Schema> {
                 let column = find(&name).map_or(name.to_lowercase(), |s| s.display.to_owned());
                 Arc::new(Schema::new(vec![text(&column)]))
             }
+        }
+        SqlStatement::Query(_) if set_config_call(statement).is_some() => {
+            Arc::new(Schema::new(vec![text("set_config")]))
         }
         _ => Arc::new(Schema::empty()),
     }
@@ -838,7 +924,7 @@ pub(crate) fn execute(
         SqlStatement::ShowVariable { variable } => {
             let name = shown_name(variable);
             if name.eq_ignore_ascii_case("all") {
-                return Ok(Outcome::Rows(show_all(session, metadata)));
+                return Ok(Outcome::Rows(show_all(session, metadata), vec![]));
             }
             let setting = find(&name).ok_or_else(|| unrecognized(&name))?;
             let batch = RecordBatch::try_new(
@@ -848,7 +934,19 @@ pub(crate) fn execute(
                 )]))],
             )
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-            Ok(Outcome::Rows(batch))
+            Ok(Outcome::Rows(batch, vec![]))
+        }
+        SqlStatement::Query(_) if let Some((name, value)) = set_config_call(statement) => {
+            let setting = find(&name).ok_or_else(|| unrecognized(&name))?;
+            let status = assign(session, metadata, setting, Some(&value))?;
+            let batch = RecordBatch::try_new(
+                schema(statement),
+                vec![Arc::new(StringArray::from(vec![current(
+                    metadata, setting,
+                )]))],
+            )
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            Ok(Outcome::Rows(batch, status.into_iter().collect()))
         }
         other => Err(error("0A000", format!("{other} is not supported"))),
     }

@@ -1,0 +1,302 @@
+//! Date, time and interval values in the text form PostgreSQL writes them, for the result
+//! columns a client reads as text.
+//!
+//! pgwire writes a `timestamptz` with the hours of its offset only (`+05`), so a client in
+//! a zone such as Asia/Kolkata (+05:30) read every instant half an hour off; it writes six
+//! fraction digits always (`03:04:05.000000`), and a NULL interval as `00:00:00`. Postgres
+//! writes `2024-01-02 08:34:05+05:30`, `03:04:05.5` and NULL. Such columns are written here
+//! as text, which pgwire passes through; the RowDescription keeps their types. Binary
+//! results stay pgwire's: their values are exact, but a NULL interval there is still zero.
+//! Only the ISO DateStyle (Postgres's default) is written here.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
+use datafusion::arrow::array::timezone::Tz;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{
+    DataType, IntervalMonthDayNanoType, IntervalUnit, Time64MicrosecondType, TimeUnit,
+    TimestampMicrosecondType,
+};
+use pgwire::api::results::{FieldFormat, FieldInfo};
+use pgwire::error::{PgWireError, PgWireResult};
+
+/// `batch` with its text-format timestamp, time and interval columns as Postgres's text.
+pub(crate) fn postgres_text_forms(
+    fields: &[FieldInfo],
+    batch: RecordBatch,
+) -> PgWireResult<RecordBatch> {
+    let ours = |field: &FieldInfo, column: &ArrayRef| {
+        let options = field.format_options();
+        field.format() == FieldFormat::Text
+            && match column.data_type() {
+                DataType::Timestamp(..) | DataType::Time64(_) => {
+                    options.date_style.trim_start().starts_with("ISO")
+                }
+                DataType::Interval(_) => options.interval_style.eq_ignore_ascii_case("postgres"),
+                _ => false,
+            }
+    };
+    let rewrite: Vec<usize> = fields
+        .iter()
+        .zip(batch.columns())
+        .enumerate()
+        .filter(|(_, (field, column))| ours(field, column))
+        .map(|(i, _)| i)
+        .collect();
+    if rewrite.is_empty() {
+        return Ok(batch);
+    }
+    let mut columns = batch.columns().to_vec();
+    for i in rewrite {
+        let session_zone = fields[i].format_options().time_zone.parse::<Tz>().ok();
+        columns[i] = text_column(&columns[i], session_zone)
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    }
+    // the same names, now text
+    let schema = datafusion::arrow::datatypes::Schema::new(
+        batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(&columns)
+            .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+            .collect::<Vec<_>>(),
+    );
+    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| PgWireError::ApiError(Box::new(e)))
+}
+
+/// `column` as text; a `timestamptz` in `session_zone` (the connection's TimeZone), as
+/// Postgres shows every instant, else in the column's own zone.
+fn text_column(
+    column: &ArrayRef,
+    session_zone: Option<Tz>,
+) -> Result<ArrayRef, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::compute::cast;
+    let mut out = StringBuilder::with_capacity(column.len(), column.len() * 24);
+    match column.data_type() {
+        DataType::Timestamp(_, zone) => {
+            let micros = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            let micros = micros.as_primitive::<TimestampMicrosecondType>();
+            let zone: Option<Tz> = match zone {
+                Some(own) => Some(session_zone.map_or_else(|| own.parse(), Ok)?),
+                None => None,
+            };
+            for value in micros.iter() {
+                let Some(value) = value.and_then(DateTime::from_timestamp_micros) else {
+                    out.append_null();
+                    continue;
+                };
+                match &zone {
+                    Some(zone) => {
+                        let local = zone.from_utc_datetime(&value.naive_utc());
+                        out.append_value(timestamptz_text(&local.fixed_offset()));
+                    }
+                    None => out.append_value(timestamp_text(&value.naive_utc())),
+                }
+            }
+        }
+        DataType::Time64(_) => {
+            let micros = cast(column, &DataType::Time64(TimeUnit::Microsecond))?;
+            let micros = micros.as_primitive::<Time64MicrosecondType>();
+            for value in micros.iter() {
+                match value {
+                    Some(v) => out.append_value(time_text(v)),
+                    None => out.append_null(),
+                }
+            }
+        }
+        DataType::Interval(_) => {
+            let parts = cast(column, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+            let parts = parts.as_primitive::<IntervalMonthDayNanoType>();
+            for value in parts.iter() {
+                match value {
+                    Some(v) => {
+                        out.append_value(interval_text(v.months, v.days, v.nanoseconds / 1000))
+                    }
+                    None => out.append_null(),
+                }
+            }
+        }
+        _ => return Ok(Arc::clone(column)),
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// An interval as Postgres writes it (IntervalStyle `postgres`): `1 year 2 mons 3 days
+/// 04:05:06`, `-1 days +02:00:00`, `00:00:00` (its `EncodeInterval`).
+fn interval_text(months: i32, days: i32, micros: i64) -> String {
+    let mut out = String::new();
+    let (mut is_zero, mut is_before) = (true, false);
+    for (value, unit) in [
+        (i64::from(months / 12), "year"),
+        (i64::from(months % 12), "mon"),
+        (i64::from(days), "day"),
+    ] {
+        if value == 0 {
+            continue;
+        }
+        let space = if is_zero { "" } else { " " };
+        let plus = if is_before && value > 0 { "+" } else { "" };
+        let plural = if value == 1 { "" } else { "s" };
+        out.push_str(&format!("{space}{plus}{value} {unit}{plural}"));
+        is_before = value < 0;
+        is_zero = false;
+    }
+    if is_zero || micros != 0 {
+        let space = if is_zero { "" } else { " " };
+        let sign = if micros < 0 {
+            "-"
+        } else if is_before {
+            "+"
+        } else {
+            ""
+        };
+        let abs = micros.unsigned_abs();
+        let seconds = abs / 1_000_000;
+        let rest = u32::try_from(abs % 1_000_000).unwrap_or(0);
+        out.push_str(&format!(
+            "{space}{sign}{:02}:{:02}:{:02}{}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60,
+            fraction(rest)
+        ));
+    }
+    out
+}
+
+/// `.5`, `.123456`, or nothing for whole seconds: Postgres's fraction of a second.
+fn fraction(micros: u32) -> String {
+    if micros == 0 {
+        return String::new();
+    }
+    let digits = format!(".{micros:06}");
+    digits.trim_end_matches('0').to_owned()
+}
+
+fn timestamp_text(value: &NaiveDateTime) -> String {
+    format!(
+        "{}{}",
+        value.format("%Y-%m-%d %H:%M:%S"),
+        fraction(value.and_utc().timestamp_subsec_micros())
+    )
+}
+
+fn timestamptz_text(value: &DateTime<FixedOffset>) -> String {
+    let offset = value.offset().local_minus_utc();
+    let sign = if offset < 0 { '-' } else { '+' };
+    let offset = offset.unsigned_abs();
+    let (hours, minutes, seconds) = (offset / 3600, offset / 60 % 60, offset % 60);
+    let zone = match (minutes, seconds) {
+        (0, 0) => format!("{sign}{hours:02}"),
+        (_, 0) => format!("{sign}{hours:02}:{minutes:02}"),
+        _ => format!("{sign}{hours:02}:{minutes:02}:{seconds:02}"),
+    };
+    format!(
+        "{}{}{zone}",
+        value.naive_local().format("%Y-%m-%d %H:%M:%S"),
+        fraction(value.timestamp_subsec_micros())
+    )
+}
+
+fn time_text(micros: i64) -> String {
+    let seconds = micros.div_euclid(1_000_000);
+    let rest = u32::try_from(micros.rem_euclid(1_000_000)).unwrap_or(0);
+    format!(
+        "{:02}:{:02}:{:02}{}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60,
+        fraction(rest)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(column: ArrayRef) -> Vec<Option<String>> {
+        let out = text_column(&column, None).expect("converts");
+        out.as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn intervals_are_written_as_postgres_writes_them() {
+        // SELECT INTERVAL '…' in PostgreSQL 16
+        let hour = 3_600_000_000_i64;
+        assert_eq!(
+            interval_text(0, 1, 2 * hour + 3 * 60_000_000 + 4_000_000),
+            "1 day 02:03:04"
+        );
+        assert_eq!(interval_text(0, -1, 2 * hour), "-1 days +02:00:00");
+        assert_eq!(interval_text(14, 0, 0), "1 year 2 mons");
+        assert_eq!(interval_text(0, 0, 0), "00:00:00");
+        assert_eq!(interval_text(0, 0, -1_500_000), "-00:00:01.5");
+        assert_eq!(interval_text(-13, 2, 0), "-1 years -1 mons +2 days");
+        assert_eq!(interval_text(0, 0, 30 * hour), "30:00:00");
+        use datafusion::arrow::array::IntervalMonthDayNanoArray;
+        use datafusion::arrow::datatypes::IntervalMonthDayNano;
+        let column = Arc::new(IntervalMonthDayNanoArray::from(vec![
+            Some(IntervalMonthDayNano::new(0, 1, 0)),
+            None,
+        ]));
+        assert_eq!(texts(column), [Some("1 day".to_owned()), None]);
+    }
+
+    #[test]
+    fn timestamps_are_written_as_postgres_writes_them() {
+        use datafusion::arrow::array::{Time64NanosecondArray, TimestampNanosecondArray};
+        // 2024-01-02 03:04:05 UTC, and half a second later
+        let instant = 1_704_164_645_000_000_000_i64;
+        let zoned = |zone: &str| {
+            Arc::new(
+                TimestampNanosecondArray::from(vec![
+                    Some(instant),
+                    Some(instant + 500_000_000),
+                    None,
+                ])
+                .with_timezone(zone),
+            ) as ArrayRef
+        };
+        // SELECT TIMESTAMPTZ '2024-01-02 03:04:05+00' in PostgreSQL 16 under each TimeZone
+        assert_eq!(
+            texts(zoned("Asia/Kolkata")),
+            [
+                Some("2024-01-02 08:34:05+05:30".to_owned()),
+                Some("2024-01-02 08:34:05.5+05:30".to_owned()),
+                None
+            ]
+        );
+        assert_eq!(
+            texts(zoned("UTC"))[0].as_deref(),
+            Some("2024-01-02 03:04:05+00")
+        );
+        // a UTC column under a session in Asia/Kolkata
+        let session = text_column(&zoned("UTC"), "Asia/Kolkata".parse().ok()).expect("converts");
+        assert_eq!(
+            session.as_string::<i32>().value(0),
+            "2024-01-02 08:34:05+05:30"
+        );
+        assert_eq!(
+            texts(zoned("America/New_York"))[0].as_deref(),
+            Some("2024-01-01 22:04:05-05")
+        );
+        let naive = Arc::new(TimestampNanosecondArray::from(vec![instant + 123_456_000]));
+        assert_eq!(
+            texts(naive)[0].as_deref(),
+            Some("2024-01-02 03:04:05.123456")
+        );
+        let times = Arc::new(Time64NanosecondArray::from(vec![
+            43_200_000_000_000,
+            1_500_000_000,
+        ]));
+        assert_eq!(
+            texts(times),
+            [Some("12:00:00".to_owned()), Some("00:00:01.5".to_owned())]
+        );
+    }
+}
