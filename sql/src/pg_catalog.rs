@@ -6,6 +6,7 @@
 //!   `unnest(conkey)`, `indkey[1]` — SQLAlchemy's `get_pk_constraint` / `get_indexes`,
 //!   pgjdbc's `getPrimaryKeys` / `getIndexInfo` — failed to plan. Here they are arrays.
 //! - `pg_namespace` has `information_schema`, which tarn serves and Postgres lists.
+//! - `pg_attribute.atttypid` is an `oid`, not a `regtype`, to clients, as in Postgres.
 //! - `pg_attribute.atttypmod` carries a numeric column's precision and scale, as
 //!   `((precision << 16) | scale) + 4` (`format_type` then says `numeric(15,2)`, pgjdbc's
 //!   `getColumns` the column size, SQLAlchemy `NUMERIC(15, 2)`); the crate writes -1.
@@ -377,10 +378,33 @@ pub fn numeric_typmod(data_type: &DataType) -> Option<i32> {
     Some(((i32::from(precision) << 16) | i32::from(scale)) + 4)
 }
 
+/// The crate's `pg.oid_alias` field metadata: how the type of an Int32 catalog column is
+/// described to clients.
+const OID_ALIAS_KEY: &str = "pg.oid_alias";
+
 #[async_trait]
 impl TableProvider for PgAttribute {
+    /// The crate's schema, with `atttypid` an `oid` as in Postgres (the crate marks it a
+    /// `regtype`, and clients read the column's type from the RowDescription).
     fn schema(&self) -> SchemaRef {
-        self.attributes.schema()
+        let schema = self.attributes.schema();
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let field = f.as_ref().clone();
+                if field.name() != "atttypid" {
+                    return field;
+                }
+                let mut metadata = field.metadata().clone();
+                metadata.insert(OID_ALIAS_KEY.to_owned(), "oid".to_owned());
+                field.with_metadata(metadata)
+            })
+            .collect();
+        Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+            fields,
+            schema.metadata().clone(),
+        ))
     }
 
     fn table_type(&self) -> TableType {
@@ -394,9 +418,14 @@ impl TableProvider for PgAttribute {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = self.schema();
         let mut batches = Vec::new();
         for batch in all_rows(self.attributes.as_ref(), state).await? {
-            batches.push(self.with_typmods(state, &batch).await?);
+            let batch = self.with_typmods(state, &batch).await?;
+            batches.push(RecordBatch::try_new(
+                Arc::clone(&schema),
+                batch.columns().to_vec(),
+            )?);
         }
         MemTable::try_new(self.schema(), vec![batches])?
             .scan(state, projection, filters, limit)

@@ -35,6 +35,15 @@ pub(crate) async fn register(ctx: &SessionContext) -> Result<()> {
     ctx.register_udf(pg_size_pretty());
     ctx.register_udf(pg_get_serial_sequence());
     ctx.register_udf(pg_encoding_to_char());
+    // tarn takes no advisory locks (pg_advisory_lock is not a function here), so a session
+    // holds none to release; asyncpg's pool resets a connection with this
+    ctx.register_udf(create_udf(
+        "pg_advisory_unlock_all",
+        vec![],
+        DataType::Null,
+        Volatility::Volatile,
+        Arc::new(|_: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Null))),
+    ));
     // tarn has no constraints, no indexes and no column defaults (its pg_constraint, pg_index
     // and pg_attrdef are empty): no OID names one, and Postgres answers NULL for an OID that
     // names nothing. No expression tree (`pg_get_expr`) either: the crate's answers "".

@@ -284,7 +284,6 @@ def test_unknown_function(tarn_demo, sql, name):
 UNSUPPORTED = [
     ("CREATE INDEX region_name ON demo.region (r_name)", "CREATE INDEX"),
     ("LISTEN chan", "LISTEN"),
-    ("UNLISTEN *", "UNLISTEN"),
     ("NOTIFY chan", "NOTIFY"),
     ("CREATE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql", "CREATE FUNCTION"),
     ("CREATE SEQUENCE s", "CREATE SEQUENCE"),

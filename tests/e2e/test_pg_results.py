@@ -779,3 +779,30 @@ def test_function_signatures(tarn_demo):
              "OUT baredesc text", ""),
         ], rows
         assert conn.execute("SELECT pg_get_function_result(0)").fetchone() == (None,)
+
+
+def test_settings_functions_in_one_select(tarn_demo):
+    """asyncpg's type introspection probes `jit` this way and carries on when the setting is
+    unknown (42704); each item is evaluated in order, as in Postgres."""
+    with tarn_demo.psycopg(application_name="before") as conn:
+        assert conn.execute(
+            "SELECT current_setting('application_name') AS cur, "
+            "set_config('application_name', 'after', false) AS new, "
+            "current_setting('nope', true) AS missing").fetchone() == ("before", "after", None)
+        assert _show(conn, "application_name") == "after"
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            conn.execute("SELECT current_setting('jit') AS cur, "
+                         "set_config('jit', 'off', false) AS new")
+
+
+def test_pool_reset_statements(tarn_demo):
+    """What a pool runs when a connection is given back (asyncpg): tarn has no advisory
+    locks, cursors or notification channels, so there is nothing to release; a named
+    cursor does not exist."""
+    with tarn_demo.psycopg() as conn:
+        assert conn.execute("SELECT pg_advisory_unlock_all()").fetchone() == (None,)
+        assert conn.execute("CLOSE ALL").statusmessage == "CLOSE CURSOR ALL"
+        assert conn.execute("UNLISTEN *").statusmessage == "UNLISTEN"
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute("CLOSE no_such_cursor")
+        assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -86,10 +86,7 @@ async fn sessions_do_not_share_settings() -> anyhow::Result<()> {
     let zoned = "SELECT arrow_typeof(now()), TIMESTAMPTZ '2026-01-01T12:00:00Z'";
     assert_eq!(
         rows(&a, zoned).await?,
-        [[
-            "Timestamp(ns, \"Europe/Berlin\")",
-            "2026-01-01 13:00:00+01"
-        ]]
+        [["Timestamp(ns, \"Europe/Berlin\")", "2026-01-01 13:00:00+01"]]
     );
     assert_eq!(
         rows(&b, zoned).await?,

@@ -734,15 +734,29 @@ pub(crate) fn handles(statement: &SqlStatement) -> bool {
         SqlStatement::ShowVariable { variable } => !variable
             .first()
             .is_some_and(|v| v.value.eq_ignore_ascii_case("datafusion")),
-        SqlStatement::Query(_) => set_config_call(statement).is_some(),
+        SqlStatement::Query(_) => setting_calls(statement).is_some(),
+        // what a pooled connection is reset with (asyncpg): tarn has no cursors and no
+        // notification channels, so there is nothing to close or stop listening to
+        SqlStatement::Close { .. } | SqlStatement::UNLISTEN { .. } => true,
         _ => false,
     }
 }
 
-/// The (name, value) of `SELECT [pg_catalog.]set_config('name', 'value', is_local)` with
-/// constant arguments, Postgres's function form of `SET` (pg_dump and PostgREST send it):
-/// answered here, as `SET` is. `is_local` is taken as `SET LOCAL` is: for the session.
-fn set_config_call(statement: &SqlStatement) -> Option<(String, String)> {
+/// One item of a select list of settings functions.
+enum SettingCall {
+    /// `current_setting(name [, missing_ok])`
+    Get { name: String, missing_ok: bool },
+    /// `set_config(name, value, is_local)`: `is_local` is taken as `SET LOCAL` is, for the
+    /// session.
+    Set { name: String, value: String },
+}
+
+/// `SELECT set_config('name', 'value', is_local) [AS x], current_setting('name') …` with
+/// constant arguments and no `FROM`: Postgres's function form of `SET` (pg_dump, PostgREST,
+/// asyncpg's `set_config('jit', 'off', false)`), answered here as `SET` is, item by item in
+/// order; the column names and calls. `None` for any other statement, and for one that
+/// sets nothing (`current_setting()` alone is the session's function).
+fn setting_calls(statement: &SqlStatement) -> Option<Vec<(String, SettingCall)>> {
     use datafusion::sql::sqlparser::ast::{
         FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem, SetExpr,
     };
@@ -755,28 +769,54 @@ fn set_config_call(statement: &SqlStatement) -> Option<(String, String)> {
     if !select.from.is_empty() || select.selection.is_some() || query.order_by.is_some() {
         return None;
     }
-    let [SelectItem::UnnamedExpr(Expr::Function(f))] = select.projection.as_slice() else {
-        return None;
-    };
-    let name = f.name.0.last()?.as_ident()?;
-    if !name.value.eq_ignore_ascii_case("set_config") {
-        return None;
-    }
-    let FunctionArguments::List(list) = &f.args else {
-        return None;
-    };
-    let texts: Vec<String> = list
-        .args
+    let calls: Vec<(String, SettingCall)> = select
+        .projection
         .iter()
-        .map(|a| match a {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e @ Expr::Value(_))) => Some(value_text(e)),
-            _ => None,
+        .map(|item| {
+            let (f, alias) = match item {
+                SelectItem::UnnamedExpr(Expr::Function(f)) => (f, None),
+                SelectItem::ExprWithAlias {
+                    expr: Expr::Function(f),
+                    alias,
+                } => (f, Some(alias.value.clone())),
+                _ => return None,
+            };
+            let function = f.name.0.last()?.as_ident()?.value.to_lowercase();
+            let FunctionArguments::List(list) = &f.args else {
+                return None;
+            };
+            let texts: Vec<String> = list
+                .args
+                .iter()
+                .map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e @ Expr::Value(_))) => {
+                        Some(value_text(e))
+                    }
+                    _ => None,
+                })
+                .collect::<Option<_>>()?;
+            let call = match (function.as_str(), texts.as_slice()) {
+                ("set_config", [name, value, _is_local]) => SettingCall::Set {
+                    name: name.clone(),
+                    value: value.clone(),
+                },
+                ("current_setting", [name]) => SettingCall::Get {
+                    name: name.clone(),
+                    missing_ok: false,
+                },
+                ("current_setting", [name, missing_ok]) => SettingCall::Get {
+                    name: name.clone(),
+                    missing_ok: missing_ok.eq_ignore_ascii_case("true"),
+                },
+                _ => return None,
+            };
+            Some((alias.unwrap_or(function), call))
         })
         .collect::<Option<_>>()?;
-    match texts.as_slice() {
-        [name, value, _is_local] => Some((name.clone(), value.clone())),
-        _ => None,
-    }
+    calls
+        .iter()
+        .any(|(_, c)| matches!(c, SettingCall::Set { .. }))
+        .then_some(calls)
 }
 
 fn is_datafusion(name: &str) -> bool {
@@ -809,8 +849,13 @@ pub(crate) fn schema(statement: &SqlStatement) -> Arc<Schema> {
                 Arc::new(Schema::new(vec![text(&column)]))
             }
         }
-        SqlStatement::Query(_) if set_config_call(statement).is_some() => {
-            Arc::new(Schema::new(vec![text("set_config")]))
+        SqlStatement::Query(_) if let Some(calls) = setting_calls(statement) => {
+            Arc::new(Schema::new(
+                calls
+                    .iter()
+                    .map(|(name, _)| Field::new(name, DataType::Utf8, true))
+                    .collect::<Vec<_>>(),
+            ))
         }
         _ => Arc::new(Schema::empty()),
     }
@@ -936,18 +981,38 @@ pub(crate) fn execute(
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
             Ok(Outcome::Rows(batch, vec![]))
         }
-        SqlStatement::Query(_) if let Some((name, value)) = set_config_call(statement) => {
-            let setting = find(&name).ok_or_else(|| unrecognized(&name))?;
-            let status = assign(session, metadata, setting, Some(&value))?;
-            let batch = RecordBatch::try_new(
-                schema(statement),
-                vec![Arc::new(StringArray::from(vec![current(
-                    metadata, setting,
-                )]))],
-            )
-            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-            Ok(Outcome::Rows(batch, status.into_iter().collect()))
+        SqlStatement::Query(_) if let Some(calls) = setting_calls(statement) => {
+            let mut statuses = Vec::new();
+            let mut values: Vec<Arc<dyn datafusion::arrow::array::Array>> = Vec::new();
+            for (_, call) in &calls {
+                let value = match call {
+                    SettingCall::Get { name, missing_ok } => match find(name) {
+                        Some(setting) => Some(current(metadata, setting)),
+                        None if *missing_ok => None,
+                        None => return Err(unrecognized(name)),
+                    },
+                    SettingCall::Set { name, value } => {
+                        let setting = find(name).ok_or_else(|| unrecognized(name))?;
+                        statuses.extend(assign(session, metadata, setting, Some(value))?);
+                        Some(current(metadata, setting))
+                    }
+                };
+                values.push(Arc::new(StringArray::from(vec![value])));
+            }
+            let batch = RecordBatch::try_new(schema(statement), values)
+                .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            Ok(Outcome::Rows(batch, statuses))
         }
+        SqlStatement::Close { cursor } => match cursor {
+            datafusion::sql::sqlparser::ast::CloseCursor::All => {
+                Ok(Outcome::Done("CLOSE CURSOR ALL", vec![]))
+            }
+            datafusion::sql::sqlparser::ast::CloseCursor::Specific { name } => Err(error(
+                "34000",
+                format!("cursor \"{}\" does not exist", name.value),
+            )),
+        },
+        SqlStatement::UNLISTEN { .. } => Ok(Outcome::Done("UNLISTEN", vec![])),
         other => Err(error("0A000", format!("{other} is not supported"))),
     }
 }
