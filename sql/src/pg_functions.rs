@@ -482,17 +482,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for Format {
                 }
             }
         }
-        let array: ArrayRef = Arc::new(out.finish());
-        Ok(
-            match args
-                .args
-                .iter()
-                .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-            {
-                true => ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?),
-                false => ColumnarValue::Array(array),
-            },
-        )
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }
 

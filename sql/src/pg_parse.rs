@@ -358,27 +358,8 @@ fn generate_subscripts(expr: &Expr) -> Option<Expr> {
 /// (psql's `\d+`: `array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)`).
 /// DataFusion cannot run a subquery over a function of the outer row.
 fn array_of_unnest(expr: &Expr) -> Option<Expr> {
-    let Expr::Function(f) = expr else {
-        return None;
-    };
-    let FunctionArguments::Subquery(query) = &f.args else {
-        return None;
-    };
-    if !f.name.to_string().eq_ignore_ascii_case("array")
-        || query.with.is_some()
-        || query.order_by.is_some()
-        || query.limit_clause.is_some()
-    {
-        return None;
-    }
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return None;
-    };
-    if select.selection.is_some()
-        || select.having.is_some()
-        || select.distinct.is_some()
-        || !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
-    {
+    let (select, item) = array_of_one_item(expr)?;
+    if select.selection.is_some() {
         return None;
     }
     let [from] = select.from.as_slice() else {
@@ -409,17 +390,52 @@ fn array_of_unnest(expr: &Expr) -> Option<Expr> {
         [column] => &column.name,
         _ => return None,
     };
+    if columns_read(item, &[]).2 {
+        return None;
+    }
+    transformed_or_empty(&array.to_string(), &element.to_string(), &item.to_string())
+}
+
+/// `ARRAY(query)` where `query` is one select of one item, without grouping, `DISTINCT`,
+/// `HAVING`, ordering or a limit (so its rows are its `FROM`'s, in order): the select and
+/// its item.
+fn array_of_one_item(expr: &Expr) -> Option<(&datafusion::sql::sqlparser::ast::Select, &Expr)> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let FunctionArguments::Subquery(query) = &f.args else {
+        return None;
+    };
+    if !is_call(f, "array")
+        || query.with.is_some()
+        || query.order_by.is_some()
+        || query.limit_clause.is_some()
+    {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    if select.having.is_some()
+        || select.distinct.is_some()
+        || !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
+    {
+        return None;
+    }
     let [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] =
         select.projection.as_slice()
     else {
         return None;
     };
-    if columns_read(item, &[]).2 {
-        return None;
-    }
-    let lambda = format!("array_transform({array}, {element} -> {item})");
+    Some((select, item))
+}
+
+/// `coalesce(array_transform(array, parameter -> body), make_array())`: each element of
+/// `array` through `body`, and `{}` for a NULL `array`, as `ARRAY(…)` of no rows is.
+fn transformed_or_empty(array: &str, parameter: &str, body: &str) -> Option<Expr> {
+    // DataFusion plans lambdas; sqlparser reads them in DuckDB's dialect
     let lambda = Parser::new(&datafusion::sql::sqlparser::dialect::DuckDbDialect {})
-        .try_with_sql(&lambda)
+        .try_with_sql(&format!("array_transform({array}, {parameter} -> {body})"))
         .ok()?
         .parse_expr()
         .ok()?;
@@ -447,30 +463,10 @@ fn is_call(f: &Function, name: &str) -> bool {
 /// (Metabase's routine sync names unnamed arguments `ARRAY(SELECT 'arg' ||
 /// generate_series(1, n))`): DataFusion's `generate_series` is the array of the values.
 fn array_of_series(expr: &Expr) -> Option<Expr> {
-    let Expr::Function(f) = expr else {
-        return None;
-    };
-    let FunctionArguments::Subquery(query) = &f.args else {
-        return None;
-    };
-    if !is_call(f, "array")
-        || query.with.is_some()
-        || query.order_by.is_some()
-        || query.limit_clause.is_some()
-    {
+    let (select, item) = array_of_one_item(expr)?;
+    if !select.from.is_empty() || select.selection.is_some() {
         return None;
     }
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return None;
-    };
-    if !select.from.is_empty() || select.selection.is_some() || select.having.is_some() {
-        return None;
-    }
-    let [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] =
-        select.projection.as_slice()
-    else {
-        return None;
-    };
     // the one generate_series call, replaced by the lambda's parameter
     let mut series = Vec::new();
     let mut body = item.clone();
@@ -486,20 +482,7 @@ fn array_of_series(expr: &Expr) -> Option<Expr> {
     let [series] = series.as_slice() else {
         return None;
     };
-    let lambda = format!("array_transform({series}, tarn_g -> {body})");
-    let lambda = Parser::new(&datafusion::sql::sqlparser::dialect::DuckDbDialect {})
-        .try_with_sql(&lambda)
-        .ok()?
-        .parse_expr()
-        .ok()?;
-    let mut out = parse_expr("coalesce(NULL, make_array())")?;
-    if let Expr::Function(c) = &mut out
-        && let FunctionArguments::List(list) = &mut c.args
-        && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first_mut()
-    {
-        *first = lambda;
-    }
-    Some(out)
+    transformed_or_empty(&series.to_string(), "tarn_g", &body.to_string())
 }
 
 /// `array_length(a, d)` and `cardinality(a)` as the `int4` Postgres answers: DataFusion's
