@@ -254,6 +254,57 @@ async fn base_state(
     Ok(ctx.state())
 }
 
+/// `plan` with its unsigned integer output columns cast to the signed type Postgres has
+/// (`row_number()` is a `bigint` in Postgres, an unsigned 64-bit integer in DataFusion, which
+/// a Postgres client would read as a `numeric`). A value too large for `bigint` fails the
+/// cast with 22003. Writes keep their count, which is the command tag's.
+fn signed_outputs(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::arrow::datatypes::DataType;
+    let signed = |t: &DataType| match t {
+        DataType::UInt8 => Some(DataType::Int16),
+        DataType::UInt16 => Some(DataType::Int32),
+        DataType::UInt32 | DataType::UInt64 => Some(DataType::Int64),
+        _ => None,
+    };
+    let rows = !matches!(
+        plan,
+        LogicalPlan::Dml(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Extension(_)
+            | LogicalPlan::Explain(_)
+            | LogicalPlan::Analyze(_)
+            | LogicalPlan::DescribeTable(_)
+    );
+    let schema = plan.schema();
+    if !rows
+        || !schema
+            .fields()
+            .iter()
+            .any(|f| signed(f.data_type()).is_some())
+    {
+        return Ok(plan);
+    }
+    let exprs: Vec<datafusion::logical_expr::Expr> = schema
+        .iter()
+        .map(|(qualifier, field)| {
+            let column = datafusion::logical_expr::Expr::Column(datafusion::common::Column::new(
+                qualifier.cloned(),
+                field.name(),
+            ));
+            match signed(field.data_type()) {
+                Some(t) => datafusion::logical_expr::cast(column, t)
+                    .alias_qualified(qualifier.cloned(), field.name()),
+                None => column,
+            }
+        })
+        .collect();
+    Ok(datafusion::logical_expr::LogicalPlanBuilder::from(plan)
+        .project(exprs)?
+        .build()?)
+}
+
 /// The Postgres command `sql` starts with, if it is one tarn does not have and sqlparser
 /// cannot parse: answered with 0A000 naming it rather than a syntax error.
 fn unsupported_command(sql: &str) -> Option<&'static str> {
@@ -683,6 +734,12 @@ impl Session {
             .await;
         let plan = self.plan_statement(statement).await?;
         self.check_file_access(&plan)?;
+        if self
+            .postgres_wire
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return signed_outputs(plan);
+        }
         Ok(plan)
     }
 

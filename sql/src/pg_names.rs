@@ -36,12 +36,9 @@ pub fn column_names(statement: &Statement, columns: usize) -> Option<Vec<Option<
     for item in &select.projection {
         match item {
             SelectItem::UnnamedExpr(expr) => names.push(Some(figure_name(expr))),
-            SelectItem::ExprWithAlias { alias, .. } => names.push(
-                alias
-                    .value
-                    .split_once(DUPLICATE_MARK)
-                    .map(|(name, _)| name.to_owned()),
-            ),
+            SelectItem::ExprWithAlias { alias, .. } => {
+                names.push(unmarked(&alias.value).map(str::to_owned));
+            }
             _ => names.extend(std::iter::repeat_n(None, wildcard_width)),
         }
     }
@@ -52,6 +49,11 @@ pub fn column_names(statement: &Statement, columns: usize) -> Option<Vec<Option<
 /// number: Postgres allows several output columns with one name (`SELECT count(*),
 /// count(*)`), DataFusion refuses them. [`column_names`] gives the client the name before it.
 const DUPLICATE_MARK: &str = "\u{1f}tarn#";
+
+/// `name` without the mark [`alias_duplicates`] gave it; `None` for a name without one.
+pub fn unmarked(name: &str) -> Option<&str> {
+    name.split_once(DUPLICATE_MARK).map(|(name, _)| name)
+}
 
 /// Gives the select-list items of `statement`'s top-level selects whose names an earlier
 /// item of the same list has (as DataFusion names them) aliases of their own, which

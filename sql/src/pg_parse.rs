@@ -102,7 +102,7 @@ impl PgParser {
             || lower.contains("real")
         {
             for statement in &mut statements {
-                let _ = VisitMut::visit(statement, &mut ExpressionRewrites);
+                let _ = VisitMut::visit(statement, &mut ExpressionRewrites { postgres });
             }
         }
         if postgres {
@@ -119,6 +119,12 @@ impl PgParser {
                     crate::pg_information_schema::rewrite(statement);
                 }
                 let _ = VisitMut::visit(statement, &mut SeriesInSelectLists);
+                let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(statement, |e| {
+                    if let Some(plain) = exponent_literal(e) {
+                        *e = plain;
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
                 crate::pg_names::alias_duplicates(statement);
             }
         }
@@ -265,7 +271,10 @@ fn name_outputs(query: &mut Query) {
 
 /// The rewrites of single expressions every statement gets, each where the crate's
 /// parse leaves something DataFusion cannot run or answers differently from Postgres.
-struct ExpressionRewrites;
+struct ExpressionRewrites {
+    /// Whether a Postgres client sent the statement: `user` is then `current_user`.
+    postgres: bool,
+}
 
 impl VisitorMut for ExpressionRewrites {
     type Break = ();
@@ -278,7 +287,7 @@ impl VisitorMut for ExpressionRewrites {
             .or_else(|| regproc_by_name(expr))
             .or_else(|| oidvector_as_array(expr))
             .or_else(|| type_names_as_text(expr))
-            .or_else(|| user_as_session_user(expr))
+            .or_else(|| self.postgres.then(|| user_as_session_user(expr)).flatten())
             .or_else(|| array_of_unnest(expr))
             .or_else(|| array_of_series(expr))
             .or_else(|| array_fill(expr))
@@ -390,7 +399,8 @@ fn array_of_unnest(expr: &Expr) -> Option<Expr> {
         [column] => &column.name,
         _ => return None,
     };
-    if columns_read(item, &[]).2 {
+    // a subquery, or an aggregate over the elements, is not one value per element
+    if columns_read(item, &[]).2 || has_aggregate(item) || has_window(item) {
         return None;
     }
     transformed_or_empty(&array.to_string(), &element.to_string(), &item.to_string())
@@ -545,7 +555,11 @@ fn interval_literal(expr: &Expr) -> Option<Expr> {
         }
         Expr::Cast {
             expr: inner,
-            data_type: SqlDataType::Interval { .. },
+            data_type:
+                SqlDataType::Interval {
+                    fields: None,
+                    precision: None,
+                },
             ..
         } => {
             let words = interval_words(&text(inner)?)?;
@@ -569,19 +583,64 @@ fn interval_words(text: &str) -> Option<String> {
                 None => ("", word.strip_prefix('+').unwrap_or(word)),
             };
             let parts: Vec<&str> = time.split(':').collect();
-            let numeric =
-                |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '.');
-            if !(2..=3).contains(&parts.len()) || !parts.iter().all(numeric) {
-                return word.to_owned();
+            let digits = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
+            let seconds = |p: &str| {
+                let (whole, fraction) = p.split_once('.').unwrap_or((p, "0"));
+                digits(whole) && digits(fraction)
+            };
+            match parts.as_slice() {
+                // `02:03` is hours and minutes, `02:03.5` minutes and seconds
+                [h, m] if digits(h) && digits(m) => {
+                    format!("{sign}{h} hours {sign}{m} minutes")
+                }
+                [m, s] if digits(m) && seconds(s) => {
+                    format!("{sign}{m} minutes {sign}{s} seconds")
+                }
+                [h, m, s] if digits(h) && digits(m) && seconds(s) => {
+                    format!("{sign}{h} hours {sign}{m} minutes {sign}{s} seconds")
+                }
+                _ => word.to_owned(),
             }
-            let mut out = format!("{sign}{} hours {sign}{} minutes", parts[0], parts[1]);
-            if let Some(seconds) = parts.get(2) {
-                out.push_str(&format!(" {sign}{seconds} seconds"));
-            }
-            out
         })
         .collect();
     Some(words.join(" "))
+}
+
+/// A number literal with an exponent (`1e3`, `2.5E-4`) written without one (`1000.0`,
+/// `0.00025`), a numeric as in Postgres: DataFusion reads `1e3` as a decimal of negative
+/// scale, which no Postgres type holds. One that needs more than 38 digits is a double.
+fn exponent_literal(expr: &Expr) -> Option<Expr> {
+    let Expr::Value(v) = expr else {
+        return None;
+    };
+    let Value::Number(text, long) = &v.value else {
+        return None;
+    };
+    let (mantissa, exponent) = text.split_once(['e', 'E'])?;
+    let exponent: i64 = exponent.parse().ok()?;
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    // the decimal point's place in `digits`
+    let point = i64::try_from(whole.len()).ok()? + exponent;
+    let plain = if point <= 0 {
+        let zeros = usize::try_from(-point).ok()?;
+        format!("0.{}{digits}", "0".repeat(zeros))
+    } else {
+        let point = usize::try_from(point).ok()?;
+        if point >= digits.len() {
+            format!("{digits}{}.0", "0".repeat(point - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point], &digits[point..])
+        }
+    };
+    let significant = plain.trim_start_matches(['0', '.']).replace('.', "").len();
+    if plain.len() > 40 || significant > 38 {
+        return parse_expr(&format!("CAST('{text}' AS DOUBLE PRECISION)"));
+    }
+    Some(Expr::value(Value::Number(plain, *long)))
 }
 
 /// A number literal cast to a floating-point type (`CAST(1e100 AS double precision)`) as the
@@ -1060,13 +1119,14 @@ fn relation_name_cast(expr: &Expr) -> Option<&Expr> {
 }
 
 /// The description lookup (`condition` on `tarn_d`) of the relation named by the text
-/// `name`, `schema.relation` as `quote_ident` writes both, as Postgres reads a regclass.
+/// `name`, `schema.relation` as `format('%I.%I', …)` writes them, as Postgres reads a
+/// regclass written so.
 /// The qualified names are a column of a derived table: DataFusion decorrelates an
 /// equality with one inner column, not with an expression over two inner tables.
 fn described_relation(name: &Expr, condition: &str) -> Option<Query> {
     parse_query(&format!(
         "SELECT tarn_d.description FROM pg_catalog.pg_description AS tarn_d \
-         JOIN (SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name \
+         JOIN (SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name \
                FROM pg_catalog.pg_class AS c \
                JOIN pg_catalog.pg_namespace AS n ON c.relnamespace = n.oid) AS tarn_r \
          ON tarn_d.objoid = tarn_r.oid WHERE tarn_r.name = {name} AND {condition}"
@@ -1326,6 +1386,19 @@ fn display_comma_separated(items: &[impl std::fmt::Display]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Whether `expr` calls a window function.
+fn has_window(expr: &Expr) -> bool {
+    let mut found = false;
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions(expr, |e| {
+        if matches!(e, Expr::Function(f) if f.over.is_some()) {
+            found = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    found
 }
 
 /// Whether `expr` calls an aggregate function (not as a window function).
@@ -1697,6 +1770,15 @@ mod tests {
     }
 
     #[test]
+    fn exponent_literals_are_plain_numerics() {
+        assert_eq!(
+            parsed("SELECT 1e3 AS a, 2.5E-4 AS b, 1.5e1 AS c, 1e100 AS d, x * 1e6 AS e FROM t"),
+            "SELECT 1000.0 AS a, 0.00025 AS b, 15.0 AS c, CAST('1e100' AS DOUBLE PRECISION) \
+             AS d, x * 1000000.0 AS e FROM t"
+        );
+    }
+
+    #[test]
     fn interval_time_parts_become_units() {
         assert_eq!(
             parsed(
@@ -1704,6 +1786,12 @@ mod tests {
             ),
             "SELECT INTERVAL '1 day 02 hours 03 minutes 04 seconds' AS a, \
              INTERVAL '-01 hours -30 minutes' AS b, INTERVAL '2 hours' AS c"
+        );
+        // minutes and seconds; with fields the text is read as Postgres reads it there
+        assert_eq!(
+            parsed("SELECT INTERVAL '02:03.5' AS a, '02:03'::interval minute to second AS b"),
+            "SELECT INTERVAL '02 minutes 03.5 seconds' AS a, \
+             '02:03'::INTERVAL MINUTE TO SECOND AS b"
         );
     }
 
@@ -1809,7 +1897,7 @@ mod tests {
                  FROM pg_catalog.pg_attribute c"
             ),
             "SELECT (SELECT first_value(tarn_d.description) FROM pg_catalog.pg_description AS \
-             tarn_d JOIN (SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
+             tarn_d JOIN (SELECT c.oid, format('%I.%I', n.nspname, c.relname) \
              AS name FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON \
              c.relnamespace = n.oid) AS tarn_r ON tarn_d.objoid = tarn_r.oid WHERE tarn_r.name = \
              FORMAT('%I.%I', CAST(c.table_schema AS TEXT), CAST(c.table_name AS TEXT)) AND \

@@ -806,3 +806,22 @@ def test_pool_reset_statements(tarn_demo):
         with pytest.raises(psycopg.errors.InvalidCursorName):
             conn.execute("CLOSE no_such_cursor")
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_exponent_literals_and_reset_by_set_config(tarn_demo):
+    with tarn_demo.psycopg(application_name="start") as conn:
+        # numerics, as in Postgres (DataFusion read 1e3 as a decimal of negative scale)
+        assert conn.execute("SELECT 1e3 AS a, 2.5E-4 AS b, 10 * 1e1 AS c").fetchone() == (
+            Decimal("1000"), Decimal("0.00025"), Decimal("100"))
+        conn.execute("SET application_name = 'changed'")
+        # a NULL value resets, as RESET does
+        assert conn.execute(
+            "SELECT set_config('application_name', NULL, false)").fetchone() == ("start",)
+        # a bound value is not supported yet: refused, never taken as the text `$1`
+        with pytest.raises(psycopg.errors.UndefinedFunction):
+            conn.execute("SELECT set_config('application_name', %s, false)", ("bound",))
+        assert _show(conn, "application_name") == "start"
+        # repeated names beside two wildcards keep their names, without tarn's mark
+        cur = conn.execute("SELECT r.*, n.*, 1 AS x, 2 AS x FROM demo.region r, demo.nation n "
+                           "WHERE r.r_regionkey = n.n_regionkey LIMIT 1")
+        assert [d.name for d in cur.description][-2:] == ["x", "x"]

@@ -390,8 +390,17 @@ fn type_size(t: &Type) -> i16 {
 
 /// `fields` under the Postgres names in `names`, where there is one.
 fn rename(fields: Vec<FieldInfo>, names: Option<&[Option<String>]>) -> Vec<FieldInfo> {
-    let Some(names) = names.filter(|n| n.len() == fields.len()) else {
-        return fields;
+    // without Postgres names (several wildcards), a marked alias still loses its mark
+    let unmarked: Vec<Option<String>>;
+    let names = match names.filter(|n| n.len() == fields.len()) {
+        Some(names) => names,
+        None => {
+            unmarked = fields
+                .iter()
+                .map(|f| tarn_sql::pg_names::unmarked(f.name()).map(str::to_owned))
+                .collect();
+            &unmarked
+        }
     };
     fields
         .into_iter()

@@ -747,8 +747,8 @@ enum SettingCall {
     /// `current_setting(name [, missing_ok])`
     Get { name: String, missing_ok: bool },
     /// `set_config(name, value, is_local)`: `is_local` is taken as `SET LOCAL` is, for the
-    /// session.
-    Set { name: String, value: String },
+    /// session; a NULL value resets.
+    Set { name: String, value: Option<String> },
 }
 
 /// `SELECT set_config('name', 'value', is_local) [AS x], current_setting('name') …` with
@@ -766,7 +766,13 @@ fn setting_calls(statement: &SqlStatement) -> Option<Vec<(String, SettingCall)>>
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
-    if !select.from.is_empty() || select.selection.is_some() || query.order_by.is_some() {
+    if !select.from.is_empty()
+        || select.selection.is_some()
+        || select.having.is_some()
+        || select.distinct.is_some()
+        || query.order_by.is_some()
+        || query.limit_clause.is_some()
+    {
         return None;
     }
     let calls: Vec<(String, SettingCall)> = select
@@ -785,28 +791,37 @@ fn setting_calls(statement: &SqlStatement) -> Option<Vec<(String, SettingCall)>>
             let FunctionArguments::List(list) = &f.args else {
                 return None;
             };
-            let texts: Vec<String> = list
+            // constants only: a parameter ($1) is the session's to bind, and NULL resets
+            let texts: Vec<Option<String>> = list
                 .args
                 .iter()
                 .map(|a| match a {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e @ Expr::Value(_))) => {
-                        Some(value_text(e))
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e @ Expr::Value(v))) => {
+                        match &v.value {
+                            Value::Null => Some(None),
+                            Value::SingleQuotedString(_)
+                            | Value::Number(..)
+                            | Value::Boolean(_) => Some(Some(value_text(e))),
+                            _ => None,
+                        }
                     }
                     _ => None,
                 })
                 .collect::<Option<_>>()?;
             let call = match (function.as_str(), texts.as_slice()) {
-                ("set_config", [name, value, _is_local]) => SettingCall::Set {
+                ("set_config", [Some(name), value, Some(_is_local)]) => SettingCall::Set {
                     name: name.clone(),
                     value: value.clone(),
                 },
-                ("current_setting", [name]) => SettingCall::Get {
+                ("current_setting", [Some(name)]) => SettingCall::Get {
                     name: name.clone(),
                     missing_ok: false,
                 },
-                ("current_setting", [name, missing_ok]) => SettingCall::Get {
+                ("current_setting", [Some(name), missing_ok]) => SettingCall::Get {
                     name: name.clone(),
-                    missing_ok: missing_ok.eq_ignore_ascii_case("true"),
+                    missing_ok: missing_ok
+                        .as_deref()
+                        .is_some_and(|m| m.eq_ignore_ascii_case("true")),
                 },
                 _ => return None,
             };
@@ -993,7 +1008,7 @@ pub(crate) fn execute(
                     },
                     SettingCall::Set { name, value } => {
                         let setting = find(name).ok_or_else(|| unrecognized(name))?;
-                        statuses.extend(assign(session, metadata, setting, Some(value))?);
+                        statuses.extend(assign(session, metadata, setting, value.as_deref())?);
                         Some(current(metadata, setting))
                     }
                 };
