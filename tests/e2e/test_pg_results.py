@@ -825,3 +825,47 @@ def test_exponent_literals_and_reset_by_set_config(tarn_demo):
         cur = conn.execute("SELECT r.*, n.*, 1 AS x, 2 AS x FROM demo.region r, demo.nation n "
                            "WHERE r.r_regionkey = n.n_regionkey LIMIT 1")
         assert [d.name for d in cur.description][-2:] == ["x", "x"]
+
+
+def test_describe_of_a_statement_without_rows(tarn_demo):
+    """Describe of a prepared INSERT with parameters: ParameterDescription, then NoData, as
+    Postgres answers. A RowDescription of no columns made pgjdbc count 0 rows for every
+    statement of a batch."""
+    import socket
+    import struct
+
+    from conftest import read_pg_message
+
+    def message(kind: bytes, body: bytes) -> bytes:
+        return kind + struct.pack("!I", 4 + len(body)) + body
+
+    s = socket.create_connection((tarn_demo.pg_host, tarn_demo.pg_port), timeout=10)
+    try:
+        params = b"user\0tarn\0database\0tarn\0\0"
+        s.sendall(struct.pack("!II", 8 + len(params), 196608) + params)
+        while read_pg_message(s)[0] != b"Z":
+            pass
+
+        def describe(sql: str) -> list[bytes]:
+            s.sendall(message(b"P", b"s1\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
+                      + message(b"D", b"Ss1\0") + message(b"S", b""))
+            kinds = []
+            while True:
+                kind, _ = read_pg_message(s)
+                if kind == b"Z":
+                    break
+                kinds.append(kind)
+            s.sendall(message(b"C", b"Ss1\0") + message(b"S", b""))
+            while read_pg_message(s)[0] != b"Z":
+                pass
+            return kinds
+
+        s.sendall(message(b"Q", b"CREATE TABLE IF NOT EXISTS described (id BIGINT)\0"))
+        while read_pg_message(s)[0] != b"Z":
+            pass
+        # ParseComplete, ParameterDescription, NoData
+        assert describe("INSERT INTO described VALUES ($1)") == [b"1", b"t", b"n"]
+        # and a query: ParseComplete, ParameterDescription, RowDescription
+        assert describe("SELECT id FROM described WHERE id = $1") == [b"1", b"t", b"T"]
+    finally:
+        s.close()

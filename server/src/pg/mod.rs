@@ -22,7 +22,7 @@ use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandl
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
-use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::extendedquery::{Describe, Execute};
 use pgwire::messages::response::{NoticeResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
@@ -679,6 +679,47 @@ impl QueryParser for TarnQueryParser {
 impl ExtendedQueryHandler for TarnQueryHandler {
     type Statement = PgStatement;
     type QueryParser = TarnQueryParser;
+
+    /// pgwire answers a Describe of a statement that has parameters and returns no rows
+    /// (`INSERT … VALUES ($1, $2)`) with a RowDescription of no columns, where Postgres
+    /// answers NoData; pgjdbc then took its batch for queries and counted 0 rows updated by
+    /// each. Such a statement is answered here as Postgres answers it.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use pgwire::api::results::DescribeStatementResponse;
+        use pgwire::messages::data::{NoData, ParameterDescription};
+        let name = message
+            .name
+            .as_deref()
+            .unwrap_or(pgwire::api::DEFAULT_NAME)
+            .to_owned();
+        if message.target_type == pgwire::messages::extendedquery::TARGET_TYPE_BYTE_STATEMENT
+            && let Some(pgwire::api::store::Entry::Value(statement)) =
+                client.portal_store().get_statement(&name)
+        {
+            let response: DescribeStatementResponse =
+                self.do_describe_statement(client, &statement).await?;
+            if response.fields.is_empty() {
+                client
+                    .send(PgWireBackendMessage::ParameterDescription(
+                        ParameterDescription::new(
+                            response.parameters.iter().map(Type::oid).collect(),
+                        ),
+                    ))
+                    .await?;
+                client
+                    .send(PgWireBackendMessage::NoData(NoData::new()))
+                    .await?;
+                return Ok(());
+            }
+        }
+        self._on_describe(client, message).await
+    }
 
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
     where
