@@ -272,7 +272,8 @@ fn name_outputs(query: &mut Query) {
 /// The rewrites of single expressions every statement gets, each where the crate's
 /// parse leaves something DataFusion cannot run or answers differently from Postgres.
 struct ExpressionRewrites {
-    /// Whether a Postgres client sent the statement: `user` is then `current_user`.
+    /// Whether a Postgres client sent the statement: `user` is then `current_user`, and
+    /// `array_length` an `int4`.
     postgres: bool,
 }
 
@@ -296,8 +297,11 @@ impl VisitorMut for ExpressionRewrites {
         {
             *expr = rewritten;
         }
-        // also over what a rewrite above made (`array_length` of a split `proargtypes`)
-        if let Some(rewritten) = int4_length(expr) {
+        // also over what a rewrite above made (`array_length` of a split `proargtypes`);
+        // Postgres's type, for a Postgres client
+        if self.postgres
+            && let Some(rewritten) = int4_length(expr)
+        {
             *expr = rewritten;
         }
         ControlFlow::Continue(())

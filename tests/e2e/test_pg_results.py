@@ -827,10 +827,10 @@ def test_exponent_literals_and_reset_by_set_config(tarn_demo):
         assert [d.name for d in cur.description][-2:] == ["x", "x"]
 
 
-def test_describe_of_a_statement_without_rows(tarn_demo):
+def test_describe_of_a_statement_without_rows(tarn_factory, tmp_path):
     """Describe of a prepared INSERT with parameters: ParameterDescription, then NoData, as
     Postgres answers. A RowDescription of no columns made pgjdbc count 0 rows for every
-    statement of a batch."""
+    statement of a batch. (A server of its own: the test creates a table.)"""
     import socket
     import struct
 
@@ -839,7 +839,8 @@ def test_describe_of_a_statement_without_rows(tarn_demo):
     def message(kind: bytes, body: bytes) -> bytes:
         return kind + struct.pack("!I", 4 + len(body)) + body
 
-    s = socket.create_connection((tarn_demo.pg_host, tarn_demo.pg_port), timeout=10)
+    t = tarn_factory.start(tmp_path / "warehouse")
+    s = socket.create_connection((t.pg_host, t.pg_port), timeout=10)
     try:
         params = b"user\0tarn\0database\0tarn\0\0"
         s.sendall(struct.pack("!II", 8 + len(params), 196608) + params)
