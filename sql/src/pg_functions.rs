@@ -24,7 +24,8 @@ pub const PG_SERVER_VERSION: &str = "16.6";
 /// Registers the functions on `ctx`, whose `pg_catalog` is already set up.
 pub(crate) async fn register(ctx: &SessionContext) -> Result<()> {
     ctx.register_udf(version());
-    ctx.register_udf(to_regtype(type_oids(ctx).await?));
+    let (type_oids, type_names) = pg_types(ctx).await?;
+    ctx.register_udf(to_regtype(type_oids));
     for name in [
         "pg_function_is_visible",
         "pg_type_is_visible",
@@ -57,7 +58,6 @@ pub(crate) async fn register(ctx: &SessionContext) -> Result<()> {
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(Format::new()));
-    let type_names = type_names(ctx).await?;
     for udf in function_signatures(ctx, &type_names).await? {
         ctx.register_udf(udf);
     }
@@ -65,8 +65,10 @@ pub(crate) async fn register(ctx: &SessionContext) -> Result<()> {
     Ok(())
 }
 
-/// Each type's name as `format_type(oid, NULL)` and a regtype's text write it.
-async fn type_names(ctx: &SessionContext) -> Result<HashMap<i32, String>> {
+/// `pg_type` read once: each type's OID by its `typname` (for `to_regtype`), and each
+/// type's name as `format_type(oid, NULL)` and a regtype's text write it.
+async fn pg_types(ctx: &SessionContext) -> Result<(HashMap<String, i32>, HashMap<i32, String>)> {
+    let mut type_oids = HashMap::new();
     let mut type_names = HashMap::new();
     let types = ctx
         .sql("SELECT CAST(oid AS INT), format_type(oid, NULL), typname FROM pg_catalog.pg_type")
@@ -85,6 +87,9 @@ async fn type_names(ctx: &SessionContext) -> Result<HashMap<i32, String>> {
             if !oids.is_valid(i) {
                 continue;
             }
+            if typnames.is_valid(i) {
+                type_oids.insert(typnames.value(i).to_owned(), oids.value(i));
+            }
             // the crate's format_type writes `oid(2276)` for the pseudo-types, which
             // Postgres writes by name (`"any"`, `record`, `anyelement`)
             let name = match (formatted.is_valid(i), typnames.is_valid(i)) {
@@ -98,7 +103,7 @@ async fn type_names(ctx: &SessionContext) -> Result<HashMap<i32, String>> {
             type_names.insert(oids.value(i), name);
         }
     }
-    Ok(type_names)
+    Ok((type_oids, type_names))
 }
 
 /// `_pg_type_names(oids)`: an array of type OIDs as the type names Postgres writes for
@@ -600,29 +605,6 @@ pub(crate) fn constant_text(
             Ok(ColumnarValue::Scalar(ScalarValue::Utf8(value.clone())))
         }),
     )
-}
-
-/// `pg_type`'s names and OIDs, read once: types never change in tarn.
-async fn type_oids(ctx: &SessionContext) -> Result<HashMap<String, i32>> {
-    let batches = ctx
-        .sql("SELECT typname, CAST(oid AS INT) FROM pg_catalog.pg_type")
-        .await?
-        .collect()
-        .await?;
-    let mut oids = HashMap::new();
-    for batch in batches {
-        let names = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
-        let names = names.as_string::<i32>();
-        let values = batch
-            .column(1)
-            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
-        for i in 0..batch.num_rows() {
-            if names.is_valid(i) && values.is_valid(i) {
-                oids.insert(names.value(i).to_owned(), values.value(i));
-            }
-        }
-    }
-    Ok(oids)
 }
 
 /// The `pg_type` name a type name written in SQL stands for: `integer` is `int4`,

@@ -350,8 +350,7 @@ fn generate_subscripts(expr: &Expr) -> Option<Expr> {
     let Expr::Function(f) = expr else {
         return None;
     };
-    let name = f.name.0.last()?.as_ident()?;
-    if f.over.is_some() || !name.value.eq_ignore_ascii_case("generate_subscripts") {
+    if f.over.is_some() || !is_call(f, "generate_subscripts") {
         return None;
     }
     let FunctionArguments::List(list) = &f.args else {
@@ -900,8 +899,7 @@ fn expand_array(expr: &Expr) -> Option<Expr> {
     let Expr::Function(f) = expr else {
         return None;
     };
-    let name = f.name.0.last()?.as_ident()?;
-    if f.over.is_some() || !name.value.eq_ignore_ascii_case("_pg_expandarray") {
+    if f.over.is_some() || !is_call(f, "_pg_expandarray") {
         return None;
     }
     let FunctionArguments::List(list) = &f.args else {
