@@ -251,7 +251,10 @@ async fn base_state(
         )?;
     }
     crate::pg_functions::register(&ctx).await?;
-    Ok(ctx.state())
+    let state = SessionStateBuilder::new_from_existing(ctx.state())
+        .with_type_planner(Arc::new(crate::pg_catalog::OidCasts))
+        .build();
+    Ok(state)
 }
 
 /// `plan` with its unsigned integer output columns cast to the signed type Postgres has

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::ParamValues;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
@@ -16,13 +16,13 @@ use crate::error::{Error, Result};
 /// from its context (a comparison, an insert), else the type of a cast of the bare parameter
 /// (`$1::int`), else an array of the element's type for `x = ANY($1)` (psycopg binds a list
 /// of strings without a type), else `text`. The plan's schema is recomputed so Describe
-/// reports it.
+/// reports it. A cast's field keeps its metadata: `$1::oid[]` is an array of `oid`s.
 pub fn resolve_parameter_types(plan: LogicalPlan) -> Result<LogicalPlan> {
     use datafusion::arrow::datatypes::Field;
     use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::expr::Placeholder;
     use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
-    let mut types = plan.get_parameter_types()?;
+    let mut types = plan.get_parameter_fields()?;
     if !types.values().any(Option::is_none) {
         return Ok(plan);
     }
@@ -43,7 +43,7 @@ pub fn resolve_parameter_types(plan: LogicalPlan) -> Result<LogicalPlan> {
                     && let Expr::Placeholder(p) = expr.as_ref()
                     && let Some(slot @ None) = types.get_mut(&p.id)
                 {
-                    *slot = Some(field.data_type().clone());
+                    *slot = Some(Arc::clone(field));
                 }
                 // `x = ANY($1)`, as the pg-catalog parser writes it
                 if let Expr::ScalarFunction(f) = e
@@ -52,9 +52,8 @@ pub fn resolve_parameter_types(plan: LogicalPlan) -> Result<LogicalPlan> {
                     && let Some(slot @ None) = types.get_mut(&p.id)
                     && let Ok(element) = element.get_type(&schema)
                 {
-                    *slot = Some(DataType::List(Arc::new(Field::new_list_field(
-                        element, true,
-                    ))));
+                    let list = DataType::List(Arc::new(Field::new_list_field(element, true)));
+                    *slot = Some(Arc::new(Field::new(&p.id, list, true)));
                 }
                 Ok(TreeNodeRecursion::Continue)
             })
@@ -64,8 +63,11 @@ pub fn resolve_parameter_types(plan: LogicalPlan) -> Result<LogicalPlan> {
         let node = node.map_expressions(|expr| {
             expr.transform(|e| match e {
                 Expr::Placeholder(Placeholder { id, field: None }) => {
-                    let ty = types.get(&id).cloned().flatten().unwrap_or(DataType::Utf8);
-                    let field = Some(Arc::new(Field::new(&id, ty, true)));
+                    let field = match types.get(&id).cloned().flatten() {
+                        Some(field) => field.as_ref().clone().with_name(&id),
+                        None => Field::new(&id, DataType::Utf8, true),
+                    };
+                    let field = Some(Arc::new(field.with_nullable(true)));
                     Ok(Transformed::yes(Expr::Placeholder(Placeholder {
                         id,
                         field,
@@ -89,8 +91,17 @@ pub const MAX_PARAMETERS: usize = 65_535;
 
 /// Parameter types in `$1, $2, …` order.
 pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
-    let types = plan.get_parameter_types()?;
-    let mut numbered: Vec<(usize, Option<DataType>)> = types
+    Ok(parameter_fields(plan)?
+        .into_iter()
+        .map(|field| field.map(|f| f.data_type().clone()))
+        .collect())
+}
+
+/// Parameter fields in `$1, $2, …` order: their types with their metadata (an `oid` is an
+/// Int32 that says so).
+pub fn parameter_fields(plan: &LogicalPlan) -> Result<Vec<Option<FieldRef>>> {
+    let types = plan.get_parameter_fields()?;
+    let mut numbered: Vec<(usize, Option<FieldRef>)> = types
         .into_iter()
         .filter_map(|(name, ty)| Some((name.trim_start_matches('$').parse().ok()?, ty)))
         .collect();

@@ -382,6 +382,35 @@ pub fn numeric_typmod(data_type: &DataType) -> Option<i32> {
 /// described to clients.
 const OID_ALIAS_KEY: &str = "pg.oid_alias";
 
+/// The crate's type planner, with a cast to `oid` (or `oid[]`) saying it is one: the
+/// crate plans it as a plain Int32, so `$1::oid[]` (asyncpg's type introspection) was
+/// described to the client as an `int4[]`, a type asyncpg must itself introspect.
+#[derive(Debug)]
+pub(crate) struct OidCasts;
+
+impl datafusion::logical_expr::planner::TypePlanner for OidCasts {
+    fn plan_type_field(
+        &self,
+        sql_type: &datafusion::sql::sqlparser::ast::DataType,
+    ) -> Result<Option<datafusion::arrow::datatypes::FieldRef>> {
+        use datafusion::sql::sqlparser::ast::DataType as SqlType;
+        let planned = datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner
+            .plan_type_field(sql_type)?;
+        let is_oid = matches!(sql_type, SqlType::Custom(name, args)
+            if args.is_empty()
+                && name.0.last().and_then(|p| p.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case("oid")));
+        Ok(match planned {
+            Some(field) if is_oid && field.data_type() == &DataType::Int32 => {
+                let mut metadata = field.metadata().clone();
+                metadata.insert(OID_ALIAS_KEY.to_owned(), "oid".to_owned());
+                Some(Arc::new(field.as_ref().clone().with_metadata(metadata)))
+            }
+            planned => planned,
+        })
+    }
+}
+
 #[async_trait]
 impl TableProvider for PgAttribute {
     /// The crate's schema, with `atttypid` an `oid` as in Postgres (the crate marks it a

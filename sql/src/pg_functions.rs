@@ -24,8 +24,13 @@ pub const PG_SERVER_VERSION: &str = "16.6";
 /// Registers the functions on `ctx`, whose `pg_catalog` is already set up.
 pub(crate) async fn register(ctx: &SessionContext) -> Result<()> {
     ctx.register_udf(version());
-    let (type_oids, type_names) = pg_types(ctx).await?;
+    let PgTypes {
+        oids: type_oids,
+        names: type_names,
+        bases,
+    } = pg_types(ctx).await?;
     ctx.register_udf(to_regtype(type_oids));
+    ctx.register_udf(domain_base_type(bases));
     for name in [
         "pg_function_is_visible",
         "pg_type_is_visible",
@@ -65,19 +70,34 @@ pub(crate) async fn register(ctx: &SessionContext) -> Result<()> {
     Ok(())
 }
 
-/// `pg_type` read once: each type's OID by its `typname` (for `to_regtype`), and each
-/// type's name as `format_type(oid, NULL)` and a regtype's text write it.
-async fn pg_types(ctx: &SessionContext) -> Result<(HashMap<String, i32>, HashMap<i32, String>)> {
+/// What the functions need of `pg_type`, read once (tarn's types are fixed).
+struct PgTypes {
+    /// Each type's OID by its `typname` (for `to_regtype`).
+    oids: HashMap<String, i32>,
+    /// Each type's name as `format_type(oid, NULL)` and a regtype's text write it.
+    names: HashMap<i32, String>,
+    /// Each type's `typbasetype` (0 but for a domain).
+    bases: HashMap<i32, i32>,
+}
+
+async fn pg_types(ctx: &SessionContext) -> Result<PgTypes> {
     let mut type_oids = HashMap::new();
     let mut type_names = HashMap::new();
+    let mut bases = HashMap::new();
     let types = ctx
-        .sql("SELECT CAST(oid AS INT), format_type(oid, NULL), typname FROM pg_catalog.pg_type")
+        .sql(
+            "SELECT CAST(oid AS INT), format_type(oid, NULL), typname, \
+             CAST(typbasetype AS INT) FROM pg_catalog.pg_type",
+        )
         .await?
         .collect()
         .await?;
     for batch in types {
         let oids = batch
             .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let base_types = batch
+            .column(3)
             .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
         let formatted = datafusion::arrow::compute::cast(batch.column(1), &DataType::Utf8)?;
         let formatted = formatted.as_string::<i32>();
@@ -90,6 +110,12 @@ async fn pg_types(ctx: &SessionContext) -> Result<(HashMap<String, i32>, HashMap
             if typnames.is_valid(i) {
                 type_oids.insert(typnames.value(i).to_owned(), oids.value(i));
             }
+            let base = if base_types.is_valid(i) {
+                base_types.value(i)
+            } else {
+                0
+            };
+            bases.insert(oids.value(i), base);
             // the crate's format_type writes `oid(2276)` for the pseudo-types, which
             // Postgres writes by name (`"any"`, `record`, `anyelement`)
             let name = match (formatted.is_valid(i), typnames.is_valid(i)) {
@@ -103,7 +129,41 @@ async fn pg_types(ctx: &SessionContext) -> Result<(HashMap<String, i32>, HashMap
             type_names.insert(oids.value(i), name);
         }
     }
-    Ok((type_oids, type_names))
+    Ok(PgTypes {
+        oids: type_oids,
+        names: type_names,
+        bases,
+    })
+}
+
+/// `_pg_domain_base_type(oid)`: the type a domain is ultimately over, following
+/// `typbasetype` through domains over domains; 0 for a type that is not a domain, NULL for
+/// an OID that is not a type. The statement rewrite of asyncpg's recursive lookup calls it.
+fn domain_base_type(bases: HashMap<i32, i32>) -> ScalarUDF {
+    create_udf(
+        "_pg_domain_base_type",
+        vec![DataType::Int32],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let args = ColumnarValue::values_to_arrays(args)?;
+            let oids = args[0].as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+            let mut out = Int32Builder::with_capacity(oids.len());
+            for oid in oids.iter() {
+                let mut base = oid.and_then(|oid| bases.get(&oid).copied());
+                // a chain is as long as the nesting of domains; `pg_type` has no cycles, but
+                // a bound keeps a bad catalog from hanging a query
+                for _ in 0..bases.len() {
+                    match base.and_then(|b| bases.get(&b)) {
+                        Some(&next) if next != 0 => base = Some(next),
+                        _ => break,
+                    }
+                }
+                out.append_option(base);
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        }),
+    )
 }
 
 /// `_pg_type_names(oids)`: an array of type OIDs as the type names Postgres writes for

@@ -100,6 +100,8 @@ impl PgParser {
             || lower.contains("double")
             || lower.contains("float")
             || lower.contains("real")
+            || lower.contains("typbasetype")
+            || lower.contains("bytea")
         {
             for statement in &mut statements {
                 let _ = VisitMut::visit(statement, &mut ExpressionRewrites { postgres });
@@ -294,6 +296,8 @@ impl VisitorMut for ExpressionRewrites {
             .or_else(|| array_fill(expr))
             .or_else(|| float_literal(expr))
             .or_else(|| interval_literal(expr))
+            .or_else(|| domain_base_type(expr))
+            .or_else(|| bytea_literal(expr))
         {
             *expr = rewritten;
         }
@@ -679,6 +683,66 @@ fn float_literal(expr: &Expr) -> Option<Expr> {
     is_float.then(|| parse_expr(&format!("CAST('{number}' AS {data_type})")))?
 }
 
+/// A text literal cast to `bytea` (`'\x00ff'::bytea`) as the bytes Postgres reads from it:
+/// `decode('00ff', 'hex')`. DataFusion's cast takes the text's own bytes (`\x00ff` was six
+/// bytes). Both of Postgres's input forms are read: hex (`\x` then pairs of digits, spaces
+/// between pairs allowed) and escape (`\\` a backslash, `\ooo` an octal byte). Text that is
+/// neither stays as written.
+fn bytea_literal(expr: &Expr) -> Option<Expr> {
+    let Expr::Cast {
+        expr: inner,
+        data_type: SqlDataType::Bytea,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    let Expr::Value(v) = inner.as_ref() else {
+        return None;
+    };
+    let Value::SingleQuotedString(text) = &v.value else {
+        return None;
+    };
+    let bytes = bytea_input(text)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    parse_expr(&format!("decode('{hex}', 'hex')"))
+}
+
+/// The bytes of Postgres's `bytea` input `text`; `None` if it is not valid input.
+fn bytea_input(text: &str) -> Option<Vec<u8>> {
+    if let Some(hex) = text.strip_prefix("\\x") {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if !digits.len().is_multiple_of(2) {
+            return None;
+        }
+        return digits
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+            .collect();
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b != b'\\' {
+            out.push(b);
+            rest = tail;
+            continue;
+        }
+        match tail {
+            [b'\\', more @ ..] => {
+                out.push(b'\\');
+                rest = more;
+            }
+            [a @ b'0'..=b'3', b @ b'0'..=b'7', c @ b'0'..=b'7', more @ ..] => {
+                out.push((a - b'0') * 64 + (b - b'0') * 8 + (c - b'0'));
+                rest = more;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 /// `user`, Postgres's other spelling of `current_user`, as `session_user` (the crate turns
 /// `current_user` into that, and leaves `user`, which DataFusion took for a column).
 fn user_as_session_user(expr: &Expr) -> Option<Expr> {
@@ -752,6 +816,48 @@ fn oidvector_as_array(expr: &Expr) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+/// The lookup of a domain's base type in asyncpg's type introspection: a recursive CTE that
+/// follows `pg_type.typbasetype` from the outer type to the deepest base. It is correlated
+/// and ends in `ORDER BY … LIMIT 1`, which DataFusion cannot decorrelate, so the whole
+/// introspection query failed to plan and asyncpg could not decode an `int4[]`. It becomes
+/// `_pg_domain_base_type(outer)`, the same chain followed over `pg_type`. Only this lookup,
+/// as asyncpg writes it, is recognised.
+fn domain_base_type(expr: &Expr) -> Option<Expr> {
+    const LOOKUP: &str = "(WITH RECURSIVE typebases(oid, depth) AS (\
+        SELECT t2.typbasetype AS oid, 0 AS depth FROM pg_type t2 WHERE t2.oid = {outer} \
+        UNION ALL \
+        SELECT t2.typbasetype AS oid, tb.depth + 1 AS depth FROM pg_type t2, typebases tb \
+        WHERE tb.oid = t2.oid AND t2.typbasetype != 0) \
+        SELECT oid FROM typebases ORDER BY depth DESC LIMIT 1)";
+    let Expr::Subquery(query) = expr else {
+        return None;
+    };
+    let with = query.with.as_ref().filter(|w| w.recursive)?;
+    let [cte] = with.cte_tables.as_slice() else {
+        return None;
+    };
+    let SetExpr::SetOperation { left, .. } = cte.query.body.as_ref() else {
+        return None;
+    };
+    let SetExpr::Select(anchor) = left.as_ref() else {
+        return None;
+    };
+    let Some(Expr::BinaryOp {
+        op: BinaryOperator::Eq,
+        right: outer,
+        ..
+    }) = &anchor.selection
+    else {
+        return None;
+    };
+    // as the crate's rules leave it: tables qualified, `!=` as `<>`
+    let normal = |sql: String| sql.replace("pg_catalog.", "").replace("!=", "<>");
+    let expected = parse_expr(&LOOKUP.replace("{outer}", &outer.to_string()))?;
+    (normal(expr.to_string()) == normal(expected.to_string()))
+        .then(|| parse_expr(&format!("_pg_domain_base_type({outer})")))
+        .flatten()
 }
 
 /// `oids::regtype[]::text[]` (or of `COALESCE(a::regtype[], b::regtype[])`, pgcli's
@@ -939,10 +1045,17 @@ impl VisitorMut for ScalarSubqueries {
     // `<>` across the two queries) gets the crate's rewrite when it is a select-list item on
     // its own, as before: NULL. Elsewhere it stays as written and fails to plan, as before.
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let catalog = reads_only_catalog(query);
         let SetExpr::Select(select) = query.body.as_mut() else {
             return ControlFlow::Continue(());
         };
         for item in &mut select.projection {
+            if catalog
+                && let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item
+                && let Some(typed) = oid_array_agg(expr)
+            {
+                *expr = typed;
+            }
             // What is rewritten keeps the name Postgres gives it (`collname`, `array`,
             // `obj_description`), not the rewrite's (`first_value`, `coalesce`).
             if let SelectItem::UnnamedExpr(expr) = item
@@ -994,6 +1107,57 @@ impl VisitorMut for ScalarSubqueries {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// Catalog columns that are `oid`s.
+const OID_COLUMNS: &[&str] = &[
+    "oid",
+    "atttypid",
+    "attrelid",
+    "typelem",
+    "typarray",
+    "typbasetype",
+    "typrelid",
+    "typnamespace",
+    "reltype",
+    "relnamespace",
+    "prorettype",
+    "pronamespace",
+    "conrelid",
+    "confrelid",
+    "contypid",
+    "indexrelid",
+    "indrelid",
+    "classoid",
+    "objoid",
+];
+
+/// `array_agg(c)` of an `oid` column of the catalog as `CAST(array_agg(c) AS oid[])`:
+/// DataFusion's `array_agg` drops the column's type, so the result was an `int4[]` where
+/// Postgres has an `oid[]` (asyncpg's type introspection reads one, and would have to
+/// introspect `int4[]` in turn).
+fn oid_array_agg(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    if !is_call(f, "array_agg") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() else {
+        return None;
+    };
+    let column = match arg {
+        Expr::Identifier(i) => i,
+        Expr::CompoundIdentifier(parts) => parts.last()?,
+        _ => return None,
+    };
+    OID_COLUMNS
+        .contains(&column.value.to_ascii_lowercase().as_str())
+        .then(|| parse_expr(&format!("CAST({expr} AS oid[])")))
+        .flatten()
 }
 
 /// The OIDs of the catalogs `obj_description(oid, catalog)` names: fixed in PostgreSQL
@@ -1949,6 +2113,66 @@ mod tests {
         // two columns named count, and ?column?: as written
         let sql = "SELECT * FROM (SELECT count(*), count(a), 1 + 1 FROM r) t";
         assert_eq!(parsed(sql), sql);
+    }
+
+    #[test]
+    fn domain_base_type_lookups_become_a_function() {
+        // asyncpg's type introspection
+        let sql = "SELECT t.oid, (CASE WHEN t.typtype = 'd' THEN (WITH RECURSIVE \
+                   typebases(oid, depth) AS (SELECT t2.typbasetype AS oid, 0 AS depth FROM \
+                   pg_type t2 WHERE t2.oid = t.oid UNION ALL SELECT t2.typbasetype AS oid, \
+                   tb.depth + 1 AS depth FROM pg_type t2, typebases tb WHERE tb.oid = t2.oid \
+                   AND t2.typbasetype != 0) SELECT oid FROM typebases ORDER BY depth DESC \
+                   LIMIT 1) ELSE NULL END) AS basetype FROM pg_catalog.pg_type AS t";
+        assert_eq!(
+            parsed(sql),
+            "SELECT t.oid, (CASE WHEN t.typtype = 'd' THEN _pg_domain_base_type(t.oid) \
+             ELSE NULL END) AS basetype FROM pg_catalog.pg_type AS t"
+        );
+        // another recursive lookup stays as written
+        let other = sql.replace("t2.typbasetype != 0", "t2.typbasetype > 1");
+        assert!(
+            parsed(&other).contains("WITH RECURSIVE"),
+            "{}",
+            parsed(&other)
+        );
+    }
+
+    #[test]
+    fn arrays_of_catalog_oids_are_oid_arrays() {
+        let sql = "SELECT t.oid, (SELECT array_agg(ia.atttypid ORDER BY ia.attnum) FROM \
+                   pg_catalog.pg_attribute ia WHERE ia.attrelid = t.typrelid) AS attrtypoids \
+                   FROM pg_catalog.pg_type t";
+        assert!(
+            parsed(sql)
+                .contains("SELECT CAST(array_agg(ia.atttypid ORDER BY ia.attnum) AS oid[]) FROM"),
+            "{}",
+            parsed(sql)
+        );
+        // over a user table a column called oid is whatever it is
+        let user = "SELECT (SELECT array_agg(x.oid) FROM demo.t x WHERE x.k = n.k) FROM n";
+        assert_eq!(parsed(user), user);
+    }
+
+    #[test]
+    fn bytea_literals_are_read_as_postgres_reads_them() {
+        assert_eq!(
+            parsed(r"SELECT CAST('\x00ff' AS bytea) AS a, '\x 0A 1b'::bytea AS b"),
+            "SELECT decode('00ff', 'hex') AS a, decode('0a1b', 'hex') AS b"
+        );
+        assert_eq!(
+            parsed(r"SELECT 'a\\b\001'::bytea AS c"),
+            "SELECT decode('615c6201', 'hex') AS c"
+        );
+        // not bytea input: left to the engine
+        assert_eq!(
+            parsed(r"SELECT '\x0'::bytea AS d"),
+            r"SELECT '\x0'::BYTEA AS d"
+        );
+        assert_eq!(
+            parsed(r"SELECT '\q'::bytea AS e"),
+            r"SELECT '\q'::BYTEA AS e"
+        );
     }
 
     #[test]

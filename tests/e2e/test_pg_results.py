@@ -7,6 +7,7 @@ demo's columns (TPC-H `orders.o_totalprice numeric(15,2)`, `events.ts timestampt
 """
 import asyncio
 import datetime as dt
+import subprocess
 import uuid
 from decimal import Decimal
 
@@ -576,6 +577,96 @@ def test_server_side_cursor(tarn_demo):
             rest = cur.fetchall()
             assert len(first) + len(rest) == 15000
         conn.rollback()
+
+
+def test_server_side_cursor_binary_scroll_and_parameters(tarn_demo):
+    """A binary named cursor with a parameter (DECLARE over the extended protocol, FETCH
+    described with the cursor's columns), and scroll() as MOVE."""
+    with tarn_demo.psycopg() as conn:
+        everything = conn.execute(
+            "SELECT o_orderkey, o_orderdate, o_totalprice FROM demo.orders "
+            "WHERE o_orderkey > 5 ORDER BY o_orderkey").fetchall()
+    with tarn_demo.psycopg(autocommit=False) as conn:
+        with conn.cursor(name="c_bin", binary=True) as cur:
+            cur.execute(
+                "SELECT o_orderkey, o_orderdate, o_totalprice FROM demo.orders "
+                "WHERE o_orderkey > %s ORDER BY o_orderkey", (5,))
+            assert [(d.name, d.type_code) for d in cur.description] == [
+                ("o_orderkey", 20), ("o_orderdate", 1082), ("o_totalprice", 1700)]
+            assert cur.fetchmany(2) == everything[:2]
+            cur.scroll(10)
+            assert cur.fetchone() == everything[12]
+            assert cur.fetchall() == everything[13:]
+        conn.rollback()
+
+
+def test_psycopg2_named_cursor(tarn_demo):
+    """psycopg2's named cursors (SQLAlchemy's stream_results, pandas' chunksize)."""
+    import psycopg2
+
+    conn = psycopg2.connect(tarn_demo.dsn)
+    try:
+        cur = conn.cursor(name="pg2_nation")
+        cur.itersize = 7
+        cur.execute("SELECT n_nationkey, n_name FROM demo.nation ORDER BY n_nationkey")
+        rows = list(cur)
+        assert [r[0] for r in rows] == list(range(25))
+        assert rows[0][1] == "ALGERIA"
+        assert cur.description[0][:2] == ("n_nationkey", 20)
+        cur.close()
+        conn.rollback()
+    finally:
+        conn.close()
+
+
+def test_cursor_statements_and_their_errors(tarn_demo):
+    """DECLARE / FETCH / MOVE / CLOSE as in PostgreSQL, for a forward-only cursor."""
+    import psycopg
+
+    with tarn_demo.psycopg() as conn:
+        with pytest.raises(psycopg.errors.NoActiveSqlTransaction) as e:  # 25P01
+            conn.execute("DECLARE c CURSOR FOR SELECT 1")
+        assert e.value.sqlstate == "25P01"
+        for sql in ("FETCH 1 FROM nope", "CLOSE nope", "MOVE 1 FROM nope"):
+            with pytest.raises(psycopg.errors.InvalidCursorName):  # 34000
+                conn.execute(sql)
+        cur = conn.execute(
+            "DECLARE r CURSOR WITH HOLD FOR SELECT r_regionkey FROM demo.region "
+            "ORDER BY r_regionkey")
+        assert cur.statusmessage == "DECLARE CURSOR"
+        with pytest.raises(psycopg.errors.DuplicateCursor):  # 42P03
+            conn.execute("DECLARE r CURSOR WITH HOLD FOR SELECT 1")
+        cur = conn.execute("FETCH 2 FROM r")
+        assert (cur.statusmessage, cur.fetchall()) == ("FETCH 2", [(0,), (1,)])
+        assert conn.execute("MOVE 1 IN r").statusmessage == "MOVE 1"
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):  # 55000
+            conn.execute("FETCH PRIOR FROM r")
+        cur = conn.execute("FETCH ALL FROM r")
+        assert (cur.statusmessage, cur.fetchall()) == ("FETCH 2", [(3,), (4,)])
+        cur = conn.execute("FETCH NEXT FROM r")
+        assert (cur.statusmessage, cur.fetchall()) == ("FETCH 0", [])
+        assert conn.execute("CLOSE r").statusmessage == "CLOSE CURSOR"
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute("FETCH 1 FROM r")
+        # a cursor without HOLD closes with its transaction
+        conn.execute("BEGIN")
+        conn.execute("DECLARE t CURSOR FOR SELECT 1 AS one")
+        assert conn.execute("FETCH 1 FROM t").fetchall() == [(1,)]
+        conn.execute("COMMIT")
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute("FETCH 1 FROM t")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_psql_fetch_count(tarn_demo, tmp_path):
+    """psql with FETCH_COUNT reads a result through a cursor."""
+    out = subprocess.run(
+        ["psql", "-X", "-A", "-t", "-h", tarn_demo.pg_host, "-p", str(tarn_demo.pg_port),
+         "-U", "tarn", "-d", "tarn", "-v", "ON_ERROR_STOP=1", "-v", "FETCH_COUNT=3",
+         "-c", "SELECT n_nationkey FROM demo.nation ORDER BY 1"],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(k) for k in range(25)]
 
 
 # ---- SET / SHOW / RESET -------------------------------------------------------------------

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
-use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion::sql::sqlparser::ast::CloseCursor;
+use datafusion::sql::sqlparser::ast::{Declare, Statement as SqlStatement};
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
 use datafusion_postgres::arrow_pg::datatypes::{
-    arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
+    arrow_schema_to_pg_fields, encode_recordbatch, field_into_pg_type,
 };
 use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal};
@@ -28,11 +30,12 @@ use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 use tarn_sql::Statement;
-use tarn_sql::params::{parameter_types, resolve_parameter_types};
+use tarn_sql::params::{parameter_fields, parameter_types, resolve_parameter_types};
 use tarn_sql::{CommandTag, QueryOutput, Session};
 
 mod auth;
 mod control;
+mod cursor;
 mod settings;
 mod text;
 mod transaction;
@@ -99,14 +102,17 @@ impl ConnectionHandlers {
     ) -> Self {
         let session = Arc::new(session);
         let running = Arc::new(Running::default());
+        let cursors = Arc::new(cursor::Cursors::default());
         Self {
             query: Arc::new(TarnQueryHandler {
                 parser: Arc::new(TarnQueryParser {
                     session: Arc::clone(&session),
+                    cursors: Arc::clone(&cursors),
                 }),
                 session: Arc::clone(&session),
                 running: Arc::clone(&running),
                 block: Arc::default(),
+                cursors,
             }),
             startup: Arc::new(auth::TarnStartupHandler::new(
                 Arc::clone(&shared.auth),
@@ -172,6 +178,35 @@ pub(crate) struct TarnQueryHandler {
     parser: Arc<TarnQueryParser>,
     running: Arc<Running>,
     block: Arc<transaction::Block>,
+    cursors: Arc<cursor::Cursors>,
+}
+
+/// The `DECLARE … CURSOR FOR query` in `statement`, if it is one: the declaration and the
+/// query, as a statement of its own.
+fn declared_cursor(statement: &SqlStatement) -> Option<(&Declare, Statement)> {
+    let SqlStatement::Declare { stmts } = statement else {
+        return None;
+    };
+    let [declare] = stmts.as_slice() else {
+        return None;
+    };
+    let query = declare.for_query.as_ref()?;
+    let query = Statement::Sql(datafusion::sql::parser::Statement::Statement(Box::new(
+        SqlStatement::Query(query.clone()),
+    )));
+    Some((declare, query))
+}
+
+/// Whether `statement` ends a transaction (its cursors close then).
+fn ends_transaction(statement: &SqlStatement) -> bool {
+    matches!(
+        statement,
+        SqlStatement::Commit { .. }
+            | SqlStatement::Rollback {
+                savepoint: None,
+                ..
+            }
+    )
 }
 
 /// Sends the `ParameterStatus` messages of settings that changed.
@@ -289,6 +324,129 @@ impl TarnQueryHandler {
         }
     }
 
+    /// Opens the cursor `declare` names over `plan`, its query with its parameters bound.
+    async fn declare(
+        &self,
+        declare: &Declare,
+        plan: LogicalPlan,
+        names: Option<Vec<Option<String>>>,
+        status: TransactionStatus,
+    ) -> PgWireResult<Response> {
+        let hold = declare.hold == Some(true);
+        if !hold && status == TransactionStatus::Idle {
+            return Err(transaction::error(
+                "25P01",
+                "DECLARE CURSOR can only be used in transaction blocks",
+            ));
+        }
+        if declare.scroll == Some(true) {
+            return Err(transaction::error(
+                "0A000",
+                "SCROLL cursors are not supported: tarn's cursors only go forward",
+            ));
+        }
+        if declare.binary == Some(true) {
+            return Err(transaction::error(
+                "0A000",
+                "BINARY cursors are not supported: fetch in binary with the extended protocol",
+            ));
+        }
+        let [name] = declare.names.as_slice() else {
+            return Err(transaction::error("42601", "DECLARE names one cursor"));
+        };
+        let QueryOutput::Rows(df) = self.session.execute(plan).await.map_err(pg_error)? else {
+            return Err(transaction::error(
+                "42P11",
+                "a cursor's query must return rows",
+            ));
+        };
+        let stream = self.session.executor().stream(df);
+        self.cursors
+            .declare(&name.value, stream, names, hold)
+            .await?;
+        Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+    }
+
+    /// The rows `fetch` asks for (FETCH), or their count (MOVE).
+    async fn fetch<C: ClientInfo>(
+        &self,
+        client: &C,
+        fetch: &cursor::Fetch,
+        format: &Format,
+        rows: bool,
+    ) -> PgWireResult<Response> {
+        // rows are computed as they are fetched: a cancel or statement_timeout stops that
+        let control = self.start(client);
+        let (schema, names, batches) = control.run(self.cursors.fetch(fetch)).await?;
+        if !rows {
+            let count = batches.iter().map(RecordBatch::num_rows).sum();
+            return Ok(Response::Execution(Tag::new("MOVE").with_rows(count)));
+        }
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
+            .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+        let df = self
+            .session
+            .context()
+            .read_table(Arc::new(table))
+            .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+        let options = Arc::new(settings::format_options(client.metadata()));
+        let mut response = encode_rows(
+            self.session.executor(),
+            df,
+            format,
+            options,
+            names.as_deref(),
+            &control,
+        )
+        .await?;
+        response.set_command_tag("FETCH");
+        Ok(Response::Query(response))
+    }
+
+    /// `CLOSE name` or `CLOSE ALL`.
+    async fn close(&self, cursor: &CloseCursor) -> PgWireResult<Response> {
+        match cursor {
+            CloseCursor::All => {
+                self.cursors.close_all().await;
+                Ok(Response::Execution(Tag::new("CLOSE CURSOR ALL")))
+            }
+            CloseCursor::Specific { name } => {
+                self.cursors.close(&name.value).await?;
+                Ok(Response::Execution(Tag::new("CLOSE CURSOR")))
+            }
+        }
+    }
+
+    /// A cursor statement of a simple query (the query of a DECLARE is planned here); `None`
+    /// for other statements.
+    async fn cursor_statement<C: ClientInfo>(
+        &self,
+        client: &C,
+        statement: &SqlStatement,
+        status: TransactionStatus,
+    ) -> Option<PgWireResult<Response>> {
+        if let Some((declare, query)) = declared_cursor(statement) {
+            let planned = self.session.plan(&query).await.map_err(pg_error);
+            return Some(match planned {
+                Ok(plan) => {
+                    let names = pg_names(&query, &plan);
+                    self.declare(declare, plan, names, status).await
+                }
+                Err(e) => Err(e),
+            });
+        }
+        if let Some(fetch) = cursor::fetch_of(statement) {
+            return Some(match fetch {
+                Ok(fetch) => self.fetch(client, &fetch, &Format::UnifiedText, true).await,
+                Err(e) => Err(e),
+            });
+        }
+        if let SqlStatement::Close { cursor } = statement {
+            return Some(self.close(cursor).await);
+        }
+        None
+    }
+
     async fn respond(
         &self,
         output: QueryOutput,
@@ -364,6 +522,11 @@ fn pg_fields(
         .into_iter()
         .zip(schema.fields())
         .map(|(info, field)| {
+            let info = match oid_array(field) {
+                Some(t) => FieldInfo::new(info.name().to_owned(), None, None, t, info.format())
+                    .with_format_options(Arc::clone(info.format_options())),
+                None => info,
+            };
             let size = type_size(info.datatype());
             let info = info.with_type_size(size);
             match tarn_sql::numeric_typmod(field.data_type()) {
@@ -373,6 +536,25 @@ fn pg_fields(
         })
         .collect();
     Ok(rename(fields, names))
+}
+
+/// The type a ParameterDescription gives a parameter of `field`: an `oid` where it is
+/// compared with one (`pg_type.oid = $1`) and `oid[]` for `$1::oid[]` (asyncpg's type
+/// introspection, whose `int4[]` would itself need introspecting), else as a result column.
+fn parameter_type(field: &FieldRef) -> PgWireResult<Type> {
+    match oid_array(field) {
+        Some(t) => Ok(t),
+        None => field_into_pg_type(field),
+    }
+}
+
+/// `oid[]` for an array whose elements say they are `oid`s (arrow-pg reads the metadata of
+/// a column, not of its elements).
+fn oid_array(field: &datafusion::arrow::datatypes::Field) -> Option<Type> {
+    let DataType::List(element) = field.data_type() else {
+        return None;
+    };
+    (field_into_pg_type(element).ok()? == Type::OID).then_some(Type::OID_ARRAY)
 }
 
 /// `pg_type.typlen` of `t`: its fixed width in bytes, -1 for a variable-width type.
@@ -453,6 +635,19 @@ impl SimpleQueryHandler for TarnQueryHandler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if let Some(fetch) = cursor::parse_move(query) {
+            if client.transaction_status() == TransactionStatus::Error {
+                return Ok(vec![error_response(transaction::aborted())]);
+            }
+            let moved = match fetch {
+                Ok(fetch) => {
+                    self.fetch(client, &fetch, &Format::UnifiedText, false)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            return Ok(vec![moved.unwrap_or_else(error_response)]);
+        }
         let statements = self.session.parse(query).map_err(pg_error)?;
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
@@ -468,6 +663,9 @@ impl SimpleQueryHandler for TarnQueryHandler {
             {
                 match answer {
                     Ok(answer) => {
+                        if ends_transaction(s) {
+                            self.cursors.end_transaction().await;
+                        }
                         notify(client, answer.notices).await?;
                         status = status_after(status, &answer.response);
                         responses.push(answer.response);
@@ -485,6 +683,18 @@ impl SimpleQueryHandler for TarnQueryHandler {
             }
             if let Some(response) = deallocate(client.portal_store(), &statement) {
                 responses.push(response);
+                continue 'statements;
+            }
+            if let Some(s) = statement.as_sql()
+                && let Some(response) = self.cursor_statement(client, s, status).await
+            {
+                match response {
+                    Ok(r) => responses.push(r),
+                    Err(e) => {
+                        responses.push(error_response(e));
+                        break 'statements;
+                    }
+                }
                 continue 'statements;
             }
             if let Some(s) = statement.as_sql()
@@ -586,6 +796,8 @@ fn error_response(e: PgWireError) -> Response {
 
 pub(crate) struct TarnQueryParser {
     session: Arc<Session>,
+    /// The connection's cursors: a FETCH describes itself with its cursor's columns.
+    cursors: Arc<cursor::Cursors>,
 }
 
 /// A plan with no input and `schema`'s columns: what a settings or transaction statement
@@ -640,6 +852,43 @@ impl QueryParser for TarnQueryParser {
         if client.transaction_status() == TransactionStatus::Error {
             return Err(transaction::aborted());
         }
+        if let Some(s) = statement.as_sql() {
+            // DECLARE: its query's plan, with its parameters; it returns no rows itself
+            if let Some((_, query)) = declared_cursor(s) {
+                let plan = self.session.plan(&query).await.map_err(pg_error)?;
+                let plan = resolve_parameter_types(plan).map_err(pg_error)?;
+                let names = pg_names(&query, &plan);
+                return Ok(Some(PgStatement {
+                    statement,
+                    plan,
+                    names,
+                }));
+            }
+            // FETCH: the cursor's columns
+            if let Some(fetch) = cursor::fetch_of(s) {
+                let fetch = fetch?;
+                let (schema, names) = self.cursors.shape(&fetch.cursor).await.ok_or_else(|| {
+                    transaction::error(
+                        "34000",
+                        format!("cursor \"{}\" does not exist", fetch.cursor),
+                    )
+                })?;
+                let plan = empty_plan(schema)?;
+                return Ok(Some(PgStatement {
+                    statement,
+                    plan,
+                    names,
+                }));
+            }
+            if matches!(s, SqlStatement::Close { .. }) {
+                let plan = empty_plan(Arc::new(datafusion::arrow::datatypes::Schema::empty()))?;
+                return Ok(Some(PgStatement {
+                    statement,
+                    plan,
+                    names: None,
+                }));
+            }
+        }
         let plan = self.session.plan(&statement).await.map_err(pg_error)?;
         let plan = resolve_parameter_types(plan).map_err(pg_error)?;
         let names = pg_names(&statement, &plan);
@@ -651,10 +900,10 @@ impl QueryParser for TarnQueryParser {
     }
 
     fn get_parameter_types(&self, stmt: &PgStatement) -> PgWireResult<Vec<Type>> {
-        parameter_types(&stmt.plan)
+        parameter_fields(&stmt.plan)
             .map_err(pg_error)?
             .iter()
-            .map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), into_pg_type))
+            .map(|f| f.as_ref().map_or(Ok(Type::UNKNOWN), parameter_type))
             .collect()
     }
 
@@ -663,7 +912,12 @@ impl QueryParser for TarnQueryParser {
         stmt: &PgStatement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        if matches!(stmt.plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) {
+        if matches!(stmt.plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_))
+            || stmt
+                .statement
+                .as_sql()
+                .is_some_and(|s| declared_cursor(s).is_some())
+        {
             return Ok(vec![]);
         }
         pg_fields(
@@ -718,6 +972,15 @@ impl ExtendedQueryHandler for TarnQueryHandler {
                 return Ok(());
             }
         }
+        // psycopg describes a cursor it declared as a portal of that name
+        if message.target_type == pgwire::messages::extendedquery::TARGET_TYPE_BYTE_PORTAL
+            && client.portal_store().get_portal(&name).is_none()
+            && let Some((schema, names)) = self.cursors.shape(&name).await
+        {
+            let fields = pg_fields(&schema, &Format::UnifiedText, None, names.as_deref())?;
+            let response = pgwire::api::results::DescribePortalResponse::new(fields);
+            return pgwire::api::query::send_describe_response(client, &response).await;
+        }
         self._on_describe(client, message).await
     }
 
@@ -769,6 +1032,9 @@ impl ExtendedQueryHandler for TarnQueryHandler {
                 .answer(&self.session, client.metadata_mut(), s, status)
         {
             let answer = answer?;
+            if ends_transaction(s) {
+                self.cursors.end_transaction().await;
+            }
             notify(client, answer.notices).await?;
             return Ok(answer.response);
         }
@@ -783,6 +1049,16 @@ impl ExtendedQueryHandler for TarnQueryHandler {
         {
             return self.settings(client, s, &portal.result_column_format).await;
         }
+        if let Some(s) = statement.as_sql() {
+            if let Some(fetch) = cursor::fetch_of(s) {
+                return self
+                    .fetch(client, &fetch?, &portal.result_column_format, true)
+                    .await;
+            }
+            if let SqlStatement::Close { cursor } = s {
+                return self.close(cursor).await;
+            }
+        }
         let write = self.check_write(client, statement)?;
         let types = parameter_types(plan).map_err(pg_error)?;
         let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
@@ -791,6 +1067,9 @@ impl ExtendedQueryHandler for TarnQueryHandler {
             .clone()
             .replace_params_with_values(&params)
             .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+        if let Some((declare, _)) = statement.as_sql().and_then(declared_cursor) {
+            return self.declare(declare, plan, names.clone(), status).await;
+        }
         let control = self.start(client);
         let session = Arc::clone(&self.session);
         let work = async move { session.execute(plan).await.map_err(pg_error) };

@@ -735,9 +735,9 @@ pub(crate) fn handles(statement: &SqlStatement) -> bool {
             .first()
             .is_some_and(|v| v.value.eq_ignore_ascii_case("datafusion")),
         SqlStatement::Query(_) => setting_calls(statement).is_some(),
-        // what a pooled connection is reset with (asyncpg): tarn has no cursors and no
-        // notification channels, so there is nothing to close or stop listening to
-        SqlStatement::Close { .. } | SqlStatement::UNLISTEN { .. } => true,
+        // what a pooled connection is reset with (asyncpg): tarn has no notification
+        // channels, so there is nothing to stop listening to (CLOSE is the cursors')
+        SqlStatement::UNLISTEN { .. } => true,
         _ => false,
     }
 }
@@ -1018,15 +1018,6 @@ pub(crate) fn execute(
                 .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
             Ok(Outcome::Rows(batch, statuses))
         }
-        SqlStatement::Close { cursor } => match cursor {
-            datafusion::sql::sqlparser::ast::CloseCursor::All => {
-                Ok(Outcome::Done("CLOSE CURSOR ALL", vec![]))
-            }
-            datafusion::sql::sqlparser::ast::CloseCursor::Specific { name } => Err(error(
-                "34000",
-                format!("cursor \"{}\" does not exist", name.value),
-            )),
-        },
         SqlStatement::UNLISTEN { .. } => Ok(Outcome::Done("UNLISTEN", vec![])),
         other => Err(error("0A000", format!("{other} is not supported"))),
     }

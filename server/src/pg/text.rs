@@ -6,8 +6,9 @@
 //! fraction digits always (`03:04:05.000000`), and a NULL interval as `00:00:00`. Postgres
 //! writes `2024-01-02 08:34:05+05:30`, `03:04:05.5` and NULL. Such columns are written here
 //! as text, which pgwire passes through; the RowDescription keeps their types. Binary
-//! results stay pgwire's: their values are exact, but a NULL interval there is still zero.
-//! Only the ISO DateStyle (Postgres's default) is written here.
+//! results stay pgwire's, whose values are exact, but for intervals: pgwire wrote a NULL
+//! interval as zero there too, so an interval column with NULLs is written here in
+//! Postgres's binary form. Only the ISO DateStyle (Postgres's default) is written here.
 
 use std::sync::Arc;
 
@@ -28,6 +29,9 @@ pub(crate) fn postgres_text_forms(
 ) -> PgWireResult<RecordBatch> {
     let ours = |field: &FieldInfo, column: &ArrayRef| {
         let options = field.format_options();
+        if field.format() == FieldFormat::Binary {
+            return matches!(column.data_type(), DataType::Interval(_)) && column.null_count() > 0;
+        }
         field.format() == FieldFormat::Text
             && match column.data_type() {
                 DataType::Timestamp(..) | DataType::Time64(_) => {
@@ -50,8 +54,11 @@ pub(crate) fn postgres_text_forms(
     let mut columns = batch.columns().to_vec();
     for i in rewrite {
         let session_zone = fields[i].format_options().time_zone.parse::<Tz>().ok();
-        columns[i] = text_column(&columns[i], session_zone)
-            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        columns[i] = match fields[i].format() {
+            FieldFormat::Binary => binary_intervals(&columns[i]),
+            FieldFormat::Text => text_column(&columns[i], session_zone),
+        }
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
     }
     // the same names, now text
     let schema = datafusion::arrow::datatypes::Schema::new(
@@ -64,6 +71,29 @@ pub(crate) fn postgres_text_forms(
             .collect::<Vec<_>>(),
     );
     RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| PgWireError::ApiError(Box::new(e)))
+}
+
+/// An interval `column` in Postgres's binary form, NULLs kept: microseconds (8 bytes), days
+/// and months (4 bytes each), big-endian.
+fn binary_intervals(column: &ArrayRef) -> Result<ArrayRef, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::array::BinaryBuilder;
+    let parts =
+        datafusion::arrow::compute::cast(column, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+    let parts = parts.as_primitive::<IntervalMonthDayNanoType>();
+    let mut out = BinaryBuilder::with_capacity(parts.len(), parts.len() * 16);
+    for value in parts.iter() {
+        match value {
+            Some(v) => {
+                let mut bytes = [0u8; 16];
+                bytes[..8].copy_from_slice(&(v.nanoseconds / 1000).to_be_bytes());
+                bytes[8..12].copy_from_slice(&v.days.to_be_bytes());
+                bytes[12..].copy_from_slice(&v.months.to_be_bytes());
+                out.append_value(bytes);
+            }
+            None => out.append_null(),
+        }
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 /// `column` as text; a `timestamptz` in `session_zone` (the connection's TimeZone), as
@@ -245,6 +275,26 @@ mod tests {
             None,
         ]));
         assert_eq!(texts(column), [Some("1 day".to_owned()), None]);
+    }
+
+    #[test]
+    fn binary_intervals_keep_nulls() {
+        use datafusion::arrow::array::IntervalMonthDayNanoArray;
+        use datafusion::arrow::datatypes::IntervalMonthDayNano;
+        let column: ArrayRef = Arc::new(IntervalMonthDayNanoArray::from(vec![
+            Some(IntervalMonthDayNano::new(14, -3, 1_500_000)),
+            None,
+        ]));
+        let out = binary_intervals(&column).expect("converts");
+        let out = out.as_binary::<i32>();
+        // what PostgreSQL 16 sends for '1 year 2 mons -3 days 0.0015 secs' in binary
+        assert_eq!(
+            out.value(0),
+            [
+                0, 0, 0, 0, 0, 0, 0x05, 0xdc, 0xff, 0xff, 0xff, 0xfd, 0, 0, 0, 14
+            ]
+        );
+        assert!(out.is_null(1));
     }
 
     #[test]

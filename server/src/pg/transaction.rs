@@ -44,7 +44,7 @@ pub(crate) struct Answer {
     pub(crate) notices: Vec<ErrorInfo>,
 }
 
-fn error(code: &str, message: impl Into<String>) -> PgWireError {
+pub(crate) fn error(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "ERROR".to_owned(),
         code.to_owned(),
