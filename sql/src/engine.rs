@@ -692,9 +692,12 @@ impl Session {
         };
         // sqlparser accepts Hive's `CREATE EXTERNAL TABLE` and Postgres' `COPY`, but DataFusion
         // plans only its own forms of both: those go to DataFusion's parser.
+        // (a COPY to or from the client is the Postgres server's to answer)
         let datafusion_only = |s: &SqlStatement| {
+            use datafusion::sql::sqlparser::ast::CopyTarget;
             matches!(s, SqlStatement::CreateTable(t) if t.external)
-                || matches!(s, SqlStatement::Copy { .. })
+                || matches!(s, SqlStatement::Copy { target, .. }
+                    if !matches!(target, CopyTarget::Stdin | CopyTarget::Stdout))
         };
         let pg = self.engine.pg_parser.parse(
             sql,

@@ -1,7 +1,9 @@
 """Controlling queries and connections over the Postgres wire: CancelRequest, statement_timeout,
 pg.max_connections, queries of dropped connections, shutdown with a query running; and how
-bad input is answered (unknown functions, statements tarn does not support, COPY TO STDOUT)."""
+bad input is answered (unknown functions, statements tarn does not support); COPY to and from
+the client."""
 import os
+import subprocess
 import socket
 import struct
 import threading
@@ -334,3 +336,53 @@ def test_copy_to_stdout(tarn_demo):
         assert lines[0] == "r_regionkey,r_name"
         assert sorted(lines[1:]) == sorted(f"{k},{n}" for k, n in expected)
         assert conn.execute("SELECT 1 AS a").fetchone() == (1,)
+
+
+def test_copy_from_stdin(tarn_factory, tmp_path):
+    """COPY … FROM STDIN (psql's \\copy, pandas' to_sql with method=copy, pgjdbc's
+    CopyManager): text and CSV, NULLs, a column list, and bad data refused whole with its
+    SQLSTATE while the connection goes on. (A server of its own: it creates a table.)"""
+    t = tarn_factory.start(tmp_path / "warehouse")
+    with t.psycopg() as conn:
+        conn.execute("CREATE DATABASE up")
+        conn.execute("CREATE TABLE up.items (id BIGINT, name VARCHAR, price DOUBLE PRECISION, "
+                     "day DATE)")
+        cur = conn.cursor()
+        with cur.copy("COPY up.items (id, name, price, day) FROM STDIN") as copy:
+            copy.write_row((1, "tab\there", 1.5, "2024-02-29"))
+            copy.write_row((2, None, None, None))
+        assert cur.statusmessage == "COPY 2"
+        with cur.copy("COPY up.items (name, id) FROM STDIN WITH (FORMAT csv, HEADER)") as copy:
+            copy.write(b'name,id\n"a, ""quoted"" name",3\n,4\n"",5\n')
+        assert cur.statusmessage == "COPY 3"
+        rows = conn.execute("SELECT id, name, price, day FROM up.items ORDER BY id").fetchall()
+        assert [r[:3] for r in rows] == [
+            (1, "tab\there", 1.5), (2, None, None), (3, 'a, "quoted" name', None),
+            (4, None, None), (5, "", None)]
+        assert str(rows[0][3]) == "2024-02-29"
+        # bad data: nothing is written, the error has Postgres's SQLSTATE
+        for sql, data, state in [
+            ("COPY up.items (id, name) FROM STDIN", b"6\tx\textra\n", "22P04"),
+            ("COPY up.items (id) FROM STDIN", b"not a number\n", "22P02"),
+            ("COPY up.items (day) FROM STDIN", b"2024-13-01\n", "22P02"),
+            ("COPY up.nope FROM STDIN", None, "42P01"),
+            ("COPY up.items (nope) FROM STDIN", None, "42703"),
+            ("COPY up.items FROM STDIN (FORMAT binary)", None, "0A000"),
+        ]:
+            with pytest.raises(psycopg.Error) as e:
+                with cur.copy(sql) as copy:
+                    if data is not None:
+                        copy.write(data)
+            assert e.value.sqlstate == state, (sql, e.value.sqlstate, str(e.value))
+        assert conn.execute("SELECT count(*) FROM up.items").fetchone() == (5,)
+    # psql's \copy from a file
+    data = tmp_path / "more.csv"
+    data.write_text("id,name\n7,seven\n8,eight\n")
+    out = subprocess.run(
+        ["psql", "-X", "-h", t.pg_host, "-p", str(t.pg_port), "-U", "tarn", "-d", "tarn",
+         "-v", "ON_ERROR_STOP=1", "-c", f"\\copy up.items (id, name) from '{data}' with csv header"],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "COPY 2"
+    with t.psycopg() as conn:
+        assert conn.execute("SELECT count(*) FROM up.items").fetchone() == (7,)

@@ -35,6 +35,7 @@ use tarn_sql::{CommandTag, QueryOutput, Session};
 
 mod auth;
 mod control;
+mod copy;
 mod cursor;
 mod settings;
 mod text;
@@ -113,6 +114,7 @@ impl ConnectionHandlers {
                 running: Arc::clone(&running),
                 block: Arc::default(),
                 cursors,
+                incoming: std::sync::Mutex::default(),
             }),
             startup: Arc::new(auth::TarnStartupHandler::new(
                 Arc::clone(&shared.auth),
@@ -143,6 +145,10 @@ impl PgWireServerHandlers for ConnectionHandlers {
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
         Arc::new(SqlStateErrorHandler)
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::clone(&self.query)
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
@@ -179,6 +185,8 @@ pub(crate) struct TarnQueryHandler {
     running: Arc<Running>,
     block: Arc<transaction::Block>,
     cursors: Arc<cursor::Cursors>,
+    /// The COPY FROM STDIN under way.
+    incoming: std::sync::Mutex<Option<copy::Incoming>>,
 }
 
 /// The `DECLARE … CURSOR FOR query` in `statement`, if it is one: the declaration and the
@@ -417,6 +425,174 @@ impl TarnQueryHandler {
         }
     }
 
+    /// `COPY … TO STDOUT`: the rows stream out as they are computed.
+    async fn copy_out<C: ClientInfo>(
+        &self,
+        client: &C,
+        copy: copy::Copy,
+    ) -> PgWireResult<Response> {
+        use pgwire::api::results::CopyResponse;
+        let statement = match copy.source {
+            copy::Source::Query(ref query) => {
+                Statement::Sql(datafusion::sql::parser::Statement::Statement(Box::new(
+                    SqlStatement::Query(query.clone()),
+                )))
+            }
+            copy::Source::Table { .. } => {
+                let mut parsed = self.session.parse(&copy.query_sql()).map_err(pg_error)?;
+                if parsed.len() != 1 {
+                    return Err(transaction::error("42601", "COPY copies one table"));
+                }
+                parsed.remove(0)
+            }
+        };
+        let plan = self.session.plan(&statement).await.map_err(pg_error)?;
+        let names = pg_names(&statement, &plan);
+        let QueryOutput::Rows(df) = self.session.execute(plan).await.map_err(pg_error)? else {
+            return Err(transaction::error("0A000", "COPY TO copies a query's rows"));
+        };
+        let options = Arc::new(settings::format_options(client.metadata()));
+        let fields = Arc::new(pg_fields(
+            df.schema().as_arrow(),
+            &Format::UnifiedText,
+            Some(options),
+            names.as_deref(),
+        )?);
+        let columns = fields.len();
+        let writer = Arc::new(std::sync::Mutex::new(copy::Writer::new(
+            Arc::clone(&fields),
+            &copy.format,
+        )));
+        let rows_writer = Arc::clone(&writer);
+        let rows = self
+            .session
+            .executor()
+            .stream(df)
+            .map(move |batch| {
+                let rows: Vec<PgWireResult<pgwire::messages::copy::CopyData>> = match batch {
+                    Ok(batch) => match text::postgres_text_forms(&fields, batch) {
+                        Ok(batch) => match rows_writer
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .rows(&batch)
+                        {
+                            Ok(rows) => rows.into_iter().map(Ok).collect(),
+                            Err(e) => vec![Err(e)],
+                        },
+                        Err(e) => vec![Err(e)],
+                    },
+                    Err(e) => vec![Err(PgWireError::ApiError(Box::new(e)))],
+                };
+                futures::stream::iter(rows)
+            })
+            .flatten();
+        // an empty result still has its header
+        let header = futures::stream::iter(std::iter::from_fn(move || {
+            writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwritten_header()
+                .map(Ok)
+        }));
+        Ok(Response::CopyOut(CopyResponse::new(
+            0,
+            columns,
+            rows.chain(header),
+        )))
+    }
+
+    /// `COPY table [(columns)] FROM STDIN`: checks the table and columns, and asks for the
+    /// data (which [`pgwire::api::copy::CopyHandler`] receives).
+    async fn copy_in<C: ClientInfo>(
+        &self,
+        client: &C,
+        statement: &Statement,
+        copy: copy::Copy,
+    ) -> PgWireResult<Response> {
+        use pgwire::api::results::CopyResponse;
+        self.check_write(client, statement)?;
+        let copy::Source::Table { name, columns } = &copy.source else {
+            return Err(transaction::error("42601", "COPY FROM takes a table"));
+        };
+        let normal = |i: &datafusion::sql::sqlparser::ast::Ident| match i.quote_style {
+            Some(_) => i.value.clone(),
+            None => i.value.to_lowercase(),
+        };
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(normal)
+            .collect();
+        let default = self
+            .session
+            .context()
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone();
+        let (database, table) = match parts.as_slice() {
+            [table] => (default, table.clone()),
+            [database, table] => (database.clone(), table.clone()),
+            [catalog, database, table] if catalog == tarn_sql::CATALOG_NAME => {
+                (database.clone(), table.clone())
+            }
+            _ => {
+                return Err(transaction::error(
+                    "42P01",
+                    format!("relation \"{name}\" does not exist"),
+                ));
+            }
+        };
+        let reference = datafusion::common::TableReference::full(
+            tarn_sql::CATALOG_NAME,
+            database.clone(),
+            table.clone(),
+        );
+        let provider = self
+            .session
+            .context()
+            .table_provider(reference)
+            .await
+            .map_err(|_| {
+                transaction::error("42P01", format!("relation \"{name}\" does not exist"))
+            })?;
+        let schema = provider.schema();
+        let columns: Vec<String> = if columns.is_empty() {
+            schema.fields().iter().map(|f| f.name().clone()).collect()
+        } else {
+            let mut out = Vec::with_capacity(columns.len());
+            for column in columns {
+                let column = normal(column);
+                if schema.field_with_name(&column).is_err() {
+                    return Err(transaction::error(
+                        "42703",
+                        format!("column \"{column}\" of relation \"{table}\" does not exist"),
+                    ));
+                }
+                out.push(column);
+            }
+            out
+        };
+        let count = columns.len();
+        *self
+            .incoming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(copy::Incoming {
+            table: tarn_catalog::TableRef::new(&database, &table),
+            columns,
+            format: copy.format,
+            data: Vec::new(),
+        });
+        Ok(Response::CopyIn(CopyResponse::new(
+            0,
+            count,
+            futures::stream::empty(),
+        )))
+    }
+
     /// A cursor statement of a simple query (the query of a DECLARE is planned here); `None`
     /// for other statements.
     async fn cursor_statement<C: ClientInfo>(
@@ -609,6 +785,106 @@ fn pg_names(statement: &Statement, plan: &LogicalPlan) -> Option<Vec<Option<Stri
 }
 
 #[async_trait]
+impl pgwire::api::copy::CopyHandler for TarnQueryHandler {
+    async fn on_copy_data<C>(
+        &self,
+        _client: &mut C,
+        copy_data: pgwire::messages::copy::CopyData,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self
+            .incoming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            Some(incoming) => {
+                incoming.data.extend_from_slice(&copy_data.data);
+                Ok(())
+            }
+            None => Err(transaction::error(
+                "08P01",
+                "CopyData outside a COPY FROM STDIN",
+            )),
+        }
+    }
+
+    /// Parses the data and appends it to the table in one commit.
+    async fn on_copy_done<C>(
+        &self,
+        client: &mut C,
+        _done: pgwire::messages::copy::CopyDone,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let incoming = self
+            .incoming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| transaction::error("08P01", "CopyDone outside a COPY FROM STDIN"))?;
+        let rows = copy::parse_rows(&incoming.format, &incoming.data, incoming.columns.len())?;
+        let mut written = 0;
+        if !rows.is_empty() {
+            let batch = copy::text_batch(&incoming.columns, &rows)?;
+            let session = Arc::clone(&self.session);
+            let table = incoming.table;
+            let work = async move {
+                let schema = batch.schema();
+                let source = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    schema,
+                    futures::stream::once(async move { Ok(batch) }),
+                );
+                session
+                    .ingest(
+                        table,
+                        Box::pin(source),
+                        tarn_sql::IfMissing::Fail,
+                        tarn_sql::IfExists::Append,
+                    )
+                    .await
+                    .map_err(pg_error)
+            };
+            let status = client.transaction_status();
+            let control = self.start(client);
+            written = control.run(on_executor(&self.session, work)).await?;
+            self.block.wrote(status);
+        }
+        let rows = usize::try_from(written).unwrap_or(usize::MAX);
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(rows).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(
+        &self,
+        _client: &mut C,
+        fail: pgwire::messages::copy::CopyFail,
+    ) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.incoming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        transaction::error("57014", format!("COPY from stdin failed: {}", fail.message))
+    }
+}
+
+#[async_trait]
 impl SimpleQueryHandler for TarnQueryHandler {
     async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
     where
@@ -683,6 +959,27 @@ impl SimpleQueryHandler for TarnQueryHandler {
             }
             if let Some(response) = deallocate(client.portal_store(), &statement) {
                 responses.push(response);
+                continue 'statements;
+            }
+            if let Some(s) = statement.as_sql()
+                && let Some(copy) = copy::copy_of(s)
+            {
+                let response = match copy {
+                    Ok(copy) if copy.to => self.copy_out(client, copy).await,
+                    Ok(_) if i + 1 < count => Err(transaction::error(
+                        "0A000",
+                        "COPY FROM STDIN must be the last statement of a query string",
+                    )),
+                    Ok(copy) => self.copy_in(client, &statement, copy).await,
+                    Err(e) => Err(e),
+                };
+                match response {
+                    Ok(r) => responses.push(r),
+                    Err(e) => {
+                        responses.push(error_response(e));
+                        break 'statements;
+                    }
+                }
                 continue 'statements;
             }
             if let Some(s) = statement.as_sql()
