@@ -1289,7 +1289,7 @@ impl ExtendedQueryHandler for TarnQueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if client.transaction_status() == TransactionStatus::Error {
-            let name = message.name.as_deref().unwrap_or("");
+            let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
             let statement = match client.portal_store().get_portal(name) {
                 Some(pgwire::api::store::Entry::Value(portal)) => {
                     Some(portal.statement.statement.statement.clone())
