@@ -205,6 +205,21 @@ def test_cursor_forward(tarn_demo):
     with_conn(tarn_demo, body)
 
 
+def test_cursor_forward_past_the_end_and_unknown_portals(tarn_demo):
+    """forward() counts the rows it skipped, up to the end; MOVE names an existing portal."""
+    async def body(c):
+        async with c.transaction():
+            cur = await c.cursor("SELECT r_regionkey FROM demo.region ORDER BY 1")
+            assert await cur.forward(3) == 3
+            assert await cur.fetch(1) == [(3,)]
+            assert await cur.forward(10) == 1
+            assert await cur.fetch(5) == []
+        with pytest.raises(asyncpg.exceptions.InvalidCursorNameError):
+            await c.execute('MOVE FORWARD 1 "no_such_portal"')
+        assert await c.fetchval("SELECT 1") == 1
+    with_conn(tarn_demo, body)
+
+
 def test_cursor_iteration(tarn_demo):
     async def body(c):
         expected_sum = await c.fetchval("SELECT sum(o_orderkey) FROM demo.orders")

@@ -9,7 +9,7 @@
 //! Postgres. A cursor lives until `CLOSE`, or the end of its transaction unless declared
 //! `WITH HOLD`; outside a transaction block only a `WITH HOLD` cursor can be declared
 //! (25P01). Protocol-level portals (asyncpg's cursors, which it moves with `MOVE … "portal"`)
-//! are pgwire's and are not cursors here.
+//! are pgwire's; the handler moves those through pgwire's portal states.
 
 use std::collections::HashMap;
 

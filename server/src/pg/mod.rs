@@ -425,6 +425,109 @@ impl TarnQueryHandler {
         }
     }
 
+    /// Runs `portal`'s statement (a query, a write or a DECLARE) with its bound parameters.
+    async fn run_portal<C: ClientInfo>(
+        &self,
+        client: &C,
+        portal: &Portal<PgStatement>,
+        status: TransactionStatus,
+    ) -> PgWireResult<Response> {
+        let PgStatement {
+            statement,
+            plan,
+            names,
+        } = &portal.statement.statement;
+        let write = self.check_write(client, statement)?;
+        let types = parameter_types(plan).map_err(pg_error)?;
+        let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
+        let params = deserialize_parameters(portal, &type_refs)?;
+        let plan = plan
+            .clone()
+            .replace_params_with_values(&params)
+            .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+        if let Some((declare, _)) = statement.as_sql().and_then(declared_cursor) {
+            return self.declare(declare, plan, names.clone(), status).await;
+        }
+        let control = self.start(client);
+        let session = Arc::clone(&self.session);
+        let work = async move { session.execute(plan).await.map_err(pg_error) };
+        let output = control.run(on_executor(&self.session, work)).await?;
+        if write.is_some() {
+            self.block.wrote(status);
+        }
+        let options = Arc::new(settings::format_options(client.metadata()));
+        self.respond(
+            output,
+            &portal.result_column_format,
+            options,
+            names.as_deref(),
+            &control,
+        )
+        .await
+    }
+
+    /// `MOVE` over a protocol portal (asyncpg's `Cursor.forward`, which names the portal it
+    /// bound): skips its next rows, running it first if no Execute has yet.
+    async fn move_portal<C>(&self, client: &C, fetch: &cursor::Fetch) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        use pgwire::api::portal::PortalExecutionState;
+        use pgwire::api::store::{Entry, MemPortalStore};
+        let portal = client
+            .portal_store()
+            .as_any()
+            .downcast_ref::<MemPortalStore<PgStatement>>()
+            .and_then(|store| match store.get_portal(&fetch.cursor) {
+                Some(Entry::Value(portal)) => Some(portal),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                transaction::error(
+                    "34000",
+                    format!("cursor \"{}\" does not exist", fetch.cursor),
+                )
+            })?;
+        let started = !matches!(*portal.state.lock().await, PortalExecutionState::Initial);
+        let statement = &portal.statement.statement;
+        let rows = statement.statement.write_command().is_none()
+            && !matches!(statement.plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_))
+            && !statement.plan.schema().fields().is_empty();
+        if !rows {
+            // not run: a MOVE must not write
+            return Err(transaction::error(
+                "42P11",
+                format!("portal \"{}\" does not return rows", fetch.cursor),
+            ));
+        }
+        if !started {
+            match self
+                .run_portal(client, &portal, client.transaction_status())
+                .await?
+            {
+                Response::Query(rows) => portal.start(rows).await,
+                _ => {
+                    return Err(transaction::error(
+                        "42P11",
+                        format!("portal \"{}\" does not return rows", fetch.cursor),
+                    ));
+                }
+            }
+        }
+        let max_rows = match fetch.count {
+            cursor::Count::Rows(n) => n,
+            cursor::Count::All => 0,
+        };
+        let mut skipped = portal.fetch(max_rows).await?.response;
+        let mut count = 0;
+        while let Some(row) = skipped.data_rows().next().await {
+            row?;
+            count += 1;
+        }
+        Ok(Response::Execution(Tag::new("MOVE").with_rows(count)))
+    }
+
     /// `COPY … TO STDOUT`: the rows stream out as they are computed.
     async fn copy_out<C: ClientInfo>(
         &self,
@@ -916,10 +1019,11 @@ impl SimpleQueryHandler for TarnQueryHandler {
                 return Ok(vec![error_response(transaction::aborted())]);
             }
             let moved = match fetch {
-                Ok(fetch) => {
+                Ok(fetch) if self.cursors.shape(&fetch.cursor).await.is_some() => {
                     self.fetch(client, &fetch, &Format::UnifiedText, false)
                         .await
                 }
+                Ok(fetch) => self.move_portal(client, &fetch).await,
                 Err(e) => Err(e),
             };
             return Ok(vec![moved.unwrap_or_else(error_response)]);
@@ -1317,11 +1421,7 @@ impl ExtendedQueryHandler for TarnQueryHandler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let PgStatement {
-            statement,
-            plan,
-            names,
-        } = &portal.statement.statement;
+        let statement = &portal.statement.statement.statement;
         let status = client.transaction_status();
         if let Some(s) = statement.as_sql()
             && let Some(answer) = self
@@ -1356,32 +1456,6 @@ impl ExtendedQueryHandler for TarnQueryHandler {
                 return self.close(cursor).await;
             }
         }
-        let write = self.check_write(client, statement)?;
-        let types = parameter_types(plan).map_err(pg_error)?;
-        let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
-        let params = deserialize_parameters(portal, &type_refs)?;
-        let plan = plan
-            .clone()
-            .replace_params_with_values(&params)
-            .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
-        if let Some((declare, _)) = statement.as_sql().and_then(declared_cursor) {
-            return self.declare(declare, plan, names.clone(), status).await;
-        }
-        let control = self.start(client);
-        let session = Arc::clone(&self.session);
-        let work = async move { session.execute(plan).await.map_err(pg_error) };
-        let output = control.run(on_executor(&self.session, work)).await?;
-        if write.is_some() {
-            self.block.wrote(status);
-        }
-        let options = Arc::new(settings::format_options(client.metadata()));
-        self.respond(
-            output,
-            &portal.result_column_format,
-            options,
-            names.as_deref(),
-            &control,
-        )
-        .await
+        self.run_portal(client, portal, status).await
     }
 }
