@@ -7,8 +7,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{FieldRef, Schema};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::ColumnarValue;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::DataFrame;
 use futures::StreamExt;
@@ -41,6 +48,115 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Marks a query cancelled when its reader goes away: the cancel that the abort of its task
+/// cannot deliver while an operator computes inside one poll (see [`Cancellable`]).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A nested-loop join's filter that fails once its query is cancelled. The join evaluates
+/// its filter for each build-side row against a whole probe batch inside one poll, with no
+/// yield in between: tens of seconds for two large inputs, in which an aborted task goes on
+/// computing. The flag is read at each evaluation, so a cancelled join stops within one.
+#[derive(Debug)]
+struct Cancellable {
+    inner: Arc<dyn PhysicalExpr>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl PartialEq for Cancellable {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.cancelled, &other.cancelled)
+            && self.inner.as_ref() == other.inner.as_ref()
+    }
+}
+
+impl Eq for Cancellable {}
+
+impl std::hash::Hash for Cancellable {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.hash(state);
+    }
+}
+
+impl std::fmt::Display for Cancellable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl PhysicalExpr for Cancellable {
+    fn return_field(&self, input_schema: &Schema) -> datafusion::common::Result<FieldRef> {
+        self.inner.return_field(input_schema)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> datafusion::common::Result<ColumnarValue> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(DataFusionError::Execution(
+                "canceling statement: its reader went away".to_owned(),
+            ));
+        }
+        self.inner.evaluate(batch)
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.inner]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> datafusion::common::Result<Arc<dyn PhysicalExpr>> {
+        let inner = children.pop().ok_or_else(|| {
+            DataFusionError::Internal("a cancellable filter has one child".to_owned())
+        })?;
+        Ok(Arc::new(Self {
+            inner,
+            cancelled: Arc::clone(&self.cancelled),
+        }))
+    }
+
+    fn fmt_sql(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt_sql(f)
+    }
+}
+
+/// `plan` with the filters of its nested-loop joins [`Cancellable`] by `cancelled`.
+fn cancellable_joins(
+    plan: Arc<dyn ExecutionPlan>,
+    cancelled: &Arc<AtomicBool>,
+) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_plan::joins::utils::JoinFilter;
+    use datafusion::physical_plan::joins::{NestedLoopJoinExec, NestedLoopJoinExecBuilder};
+    plan.transform_up(|node| {
+        let Some(join) = node.downcast_ref::<NestedLoopJoinExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let Some(filter) = join.filter() else {
+            return Ok(Transformed::no(node));
+        };
+        let expression: Arc<dyn PhysicalExpr> = Arc::new(Cancellable {
+            inner: Arc::clone(filter.expression()),
+            cancelled: Arc::clone(cancelled),
+        });
+        let filter = JoinFilter::new(
+            expression,
+            filter.column_indices().to_vec(),
+            Arc::clone(filter.schema()),
+        );
+        let join = NestedLoopJoinExecBuilder::from(join)
+            .with_filter(Some(filter))
+            .build()?;
+        Ok(Transformed::yes(Arc::new(join) as Arc<dyn ExecutionPlan>))
+    })
+    .map(|t| t.data)
 }
 
 impl Executor {
@@ -77,8 +193,15 @@ impl Executor {
     pub fn stream(&self, df: DataFrame) -> SendableRecordBatchStream {
         let schema = Arc::clone(df.schema().inner());
         let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&cancelled);
         let task = self.handle.spawn(async move {
-            let mut batches = match df.execute_stream().await {
+            let execute = async move {
+                let context = Arc::new(df.task_ctx());
+                let plan = cancellable_joins(df.create_physical_plan().await?, &flag)?;
+                datafusion::physical_plan::execute_stream(plan, context)
+            };
+            let mut batches = match execute.await {
                 Ok(batches) => batches,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
@@ -99,7 +222,7 @@ impl Executor {
                 }
             }
         });
-        let abort = AbortOnDrop(task.abort_handle());
+        let abort = (AbortOnDrop(task.abort_handle()), CancelOnDrop(cancelled));
         let rows = futures::stream::unfold((rx, abort), |(mut rx, abort)| async move {
             rx.recv().await.map(|batch| (batch, (rx, abort)))
         });
