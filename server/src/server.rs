@@ -241,6 +241,50 @@ fn streams_dir(config: &TarnConfig) -> Result<std::path::PathBuf> {
     Ok(std::path::PathBuf::from("./tarn-streams"))
 }
 
+/// `socket` and a second handle on the same connection.
+fn second_handle(
+    socket: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, tokio::net::TcpStream)> {
+    let socket = socket.into_std()?;
+    let other = socket.try_clone()?;
+    Ok((
+        tokio::net::TcpStream::from_std(socket)?,
+        tokio::net::TcpStream::from_std(other)?,
+    ))
+}
+
+/// Ends a plain connection as PostgreSQL's fast shutdown does: FATAL 57P01, so a client
+/// (psycopg's `AdminShutdown`) knows the server went away on purpose. The connection's task
+/// has stopped, so nothing else writes to it.
+async fn admin_shutdown(mut socket: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "57P01"),
+        (b'M', "terminating connection due to administrator command"),
+    ] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(
+        &u32::try_from(body.len() + 4)
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    message.extend_from_slice(&body);
+    let write = async {
+        socket.write_all(&message).await?;
+        socket.shutdown().await
+    };
+    // a client that reads nothing does not hold up the shutdown
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
+}
+
 /// What the Postgres listener hands each connection.
 struct PgServing {
     engine: QueryEngine,
@@ -285,9 +329,22 @@ async fn serve_pg(
         ));
         let tls = serving.tls.clone();
         let cancel = cancel.clone();
+        // a second handle on a plain connection, to say goodbye at shutdown
+        let (socket, farewell) = match (&tls, second_handle(socket)) {
+            (None, Ok((socket, farewell))) => (socket, Some(farewell)),
+            (_, Ok((socket, _))) => (socket, None),
+            (_, Err(e)) => {
+                tracing::warn!(error = %e, %peer, "Postgres wire: cannot use the connection");
+                continue;
+            }
+        };
         tasks.spawn(async move {
             tokio::select! {
-                () = cancel.cancelled() => {}
+                () = cancel.cancelled() => {
+                    if let Some(farewell) = farewell {
+                        admin_shutdown(farewell).await;
+                    }
+                }
                 result = pgwire::tokio::process_socket(socket, tls, handlers) => {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, %peer, "Postgres connection ended with an error");

@@ -229,3 +229,34 @@ impl Executor {
         Box::pin(RecordBatchStreamAdapter::new(schema, rows))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    async fn join(ctx: &SessionContext, cancelled: bool) -> datafusion::common::Result<usize> {
+        let df = ctx
+            .sql(
+                "SELECT a.x, b.y FROM (VALUES (1), (2), (3)) a(x) \
+                 CROSS JOIN (VALUES (1), (2)) b(y) WHERE a.x + b.y > 3",
+            )
+            .await?;
+        let plan = df.create_physical_plan().await?;
+        let plan = cancellable_joins(plan, &Arc::new(AtomicBool::new(cancelled)))?;
+        let shown = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        assert!(shown.contains("NestedLoopJoinExec"), "{shown}");
+        let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
+        Ok(batches.iter().map(RecordBatch::num_rows).sum())
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_nested_loop_join_stops_at_its_filter() {
+        let ctx = SessionContext::new();
+        assert_eq!(join(&ctx, false).await.expect("runs"), 3);
+        let err = join(&ctx, true).await.expect_err("cancelled");
+        assert!(err.to_string().contains("canceling statement"), "{err}");
+    }
+}
