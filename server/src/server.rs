@@ -241,23 +241,47 @@ fn streams_dir(config: &TarnConfig) -> Result<std::path::PathBuf> {
     Ok(std::path::PathBuf::from("./tarn-streams"))
 }
 
-/// `socket` and a second handle on the same connection.
-fn second_handle(
+/// `socket` and two more handles on the same connection (non-blocking).
+fn other_handles(
     socket: tokio::net::TcpStream,
-) -> std::io::Result<(tokio::net::TcpStream, tokio::net::TcpStream)> {
+) -> std::io::Result<(
+    tokio::net::TcpStream,
+    std::net::TcpStream,
+    std::net::TcpStream,
+)> {
     let socket = socket.into_std()?;
-    let other = socket.try_clone()?;
-    Ok((
-        tokio::net::TcpStream::from_std(socket)?,
-        tokio::net::TcpStream::from_std(other)?,
-    ))
+    let watch = socket.try_clone()?;
+    let farewell = socket.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(socket)?, watch, farewell))
+}
+
+/// Returns once the client has closed or reset the connection, looking every second without
+/// reading anything (a peek). Data the client sent and pgwire has not read yet (a pipelined
+/// message) hides a close behind it until pgwire reads it.
+async fn hung_up(socket: std::net::TcpStream) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut byte = [0u8; 1];
+    loop {
+        tick.tick().await;
+        match socket.peek(&mut byte) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Ends a plain connection as PostgreSQL's fast shutdown does: FATAL 57P01, so a client
 /// (psycopg's `AdminShutdown`) knows the server went away on purpose. The connection's task
 /// has stopped, so nothing else writes to it.
-async fn admin_shutdown(mut socket: tokio::net::TcpStream) {
+async fn admin_shutdown(socket: std::net::TcpStream) {
     use tokio::io::AsyncWriteExt;
+    let Ok(mut socket) = tokio::net::TcpStream::from_std(socket) else {
+        return;
+    };
     let mut body = Vec::new();
     for (field, value) in [
         (b'S', "FATAL"),
@@ -329,21 +353,26 @@ async fn serve_pg(
         ));
         let tls = serving.tls.clone();
         let cancel = cancel.clone();
-        // a second handle on a plain connection, to say goodbye at shutdown
-        let (socket, farewell) = match (&tls, second_handle(socket)) {
-            (None, Ok((socket, farewell))) => (socket, Some(farewell)),
-            (_, Ok((socket, _))) => (socket, None),
-            (_, Err(e)) => {
+        // Other handles on the connection: one to see the client hang up while a query
+        // computes (pgwire reads only between statements), one to say goodbye at shutdown.
+        let (socket, watch, farewell) = match other_handles(socket) {
+            Ok(handles) => handles,
+            Err(e) => {
                 tracing::warn!(error = %e, %peer, "Postgres wire: cannot use the connection");
                 continue;
             }
         };
+        let plain = tls.is_none();
         tasks.spawn(async move {
             tokio::select! {
                 () = cancel.cancelled() => {
-                    if let Some(farewell) = farewell {
+                    if plain {
                         admin_shutdown(farewell).await;
                     }
+                }
+                // dropping the connection's future drops its statement, which stops its query
+                () = hung_up(watch) => {
+                    tracing::debug!(%peer, "Postgres client closed its connection");
                 }
                 result = pgwire::tokio::process_socket(socket, tls, handlers) => {
                     if let Err(e) = result {
