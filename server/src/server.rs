@@ -241,24 +241,19 @@ fn streams_dir(config: &TarnConfig) -> Result<std::path::PathBuf> {
     Ok(std::path::PathBuf::from("./tarn-streams"))
 }
 
-/// `socket` and two more handles on the same connection (non-blocking).
-fn other_handles(
+/// `socket` and a second handle on the same connection (non-blocking).
+fn second_handle(
     socket: tokio::net::TcpStream,
-) -> std::io::Result<(
-    tokio::net::TcpStream,
-    std::net::TcpStream,
-    std::net::TcpStream,
-)> {
+) -> std::io::Result<(tokio::net::TcpStream, Arc<std::net::TcpStream>)> {
     let socket = socket.into_std()?;
-    let watch = socket.try_clone()?;
-    let farewell = socket.try_clone()?;
-    Ok((tokio::net::TcpStream::from_std(socket)?, watch, farewell))
+    let other = socket.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(socket)?, Arc::new(other)))
 }
 
 /// Returns once the client has closed or reset the connection, looking every second without
 /// reading anything (a peek). Data the client sent and pgwire has not read yet (a pipelined
 /// message) hides a close behind it until pgwire reads it.
-async fn hung_up(socket: std::net::TcpStream) {
+async fn hung_up(socket: &std::net::TcpStream) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut byte = [0u8; 1];
@@ -276,12 +271,10 @@ async fn hung_up(socket: std::net::TcpStream) {
 
 /// Ends a plain connection as PostgreSQL's fast shutdown does: FATAL 57P01, so a client
 /// (psycopg's `AdminShutdown`) knows the server went away on purpose. The connection's task
-/// has stopped, so nothing else writes to it.
-async fn admin_shutdown(socket: std::net::TcpStream) {
-    use tokio::io::AsyncWriteExt;
-    let Ok(mut socket) = tokio::net::TcpStream::from_std(socket) else {
-        return;
-    };
+/// has stopped, so nothing else writes to it. One non-blocking write: a client that reads
+/// nothing does not hold up the shutdown.
+fn admin_shutdown(socket: &std::net::TcpStream) {
+    use std::io::Write;
     let mut body = Vec::new();
     for (field, value) in [
         (b'S', "FATAL"),
@@ -301,12 +294,9 @@ async fn admin_shutdown(socket: std::net::TcpStream) {
             .to_be_bytes(),
     );
     message.extend_from_slice(&body);
-    let write = async {
-        socket.write_all(&message).await?;
-        socket.shutdown().await
-    };
-    // a client that reads nothing does not hold up the shutdown
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
+    let mut socket = socket;
+    let _ = socket.write_all(&message);
+    let _ = socket.shutdown(std::net::Shutdown::Both);
 }
 
 /// What the Postgres listener hands each connection.
@@ -353,9 +343,9 @@ async fn serve_pg(
         ));
         let tls = serving.tls.clone();
         let cancel = cancel.clone();
-        // Other handles on the connection: one to see the client hang up while a query
-        // computes (pgwire reads only between statements), one to say goodbye at shutdown.
-        let (socket, watch, farewell) = match other_handles(socket) {
+        // A second handle on the connection: to see the client hang up while a query computes
+        // (pgwire reads only between statements), and to say goodbye at shutdown.
+        let (socket, other) = match second_handle(socket) {
             Ok(handles) => handles,
             Err(e) => {
                 tracing::warn!(error = %e, %peer, "Postgres wire: cannot use the connection");
@@ -363,17 +353,22 @@ async fn serve_pg(
             }
         };
         let plain = tls.is_none();
+        let connection = Arc::clone(&handlers);
         tasks.spawn(async move {
+            // a client gone: its reading statement is cancelled; a write runs to its end
+            let watch = async {
+                hung_up(&other).await;
+                tracing::debug!(%peer, "Postgres client closed its connection");
+                connection.hung_up();
+                std::future::pending::<()>().await;
+            };
             tokio::select! {
                 () = cancel.cancelled() => {
                     if plain {
-                        admin_shutdown(farewell).await;
+                        admin_shutdown(&other);
                     }
                 }
-                // dropping the connection's future drops its statement, which stops its query
-                () = hung_up(watch) => {
-                    tracing::debug!(%peer, "Postgres client closed its connection");
-                }
+                () = watch => {}
                 result = pgwire::tokio::process_socket(socket, tls, handlers) => {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, %peer, "Postgres connection ended with an error");

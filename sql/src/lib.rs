@@ -40,4 +40,5 @@ pub use executor::Executor;
 pub use ingest::{IfExists, IfMissing};
 pub use pg_catalog::{PgSetting, numeric_typmod};
 pub use pg_functions::PG_SERVER_VERSION;
+pub use pg_parse::bytea_input;
 pub use stores::SYSTEM_SCHEMA;

@@ -709,7 +709,7 @@ fn bytea_literal(expr: &Expr) -> Option<Expr> {
 }
 
 /// The bytes of Postgres's `bytea` input `text`; `None` if it is not valid input.
-fn bytea_input(text: &str) -> Option<Vec<u8>> {
+pub fn bytea_input(text: &str) -> Option<Vec<u8>> {
     if let Some(hex) = text.strip_prefix("\\x") {
         let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
         if !digits.len().is_multiple_of(2) {

@@ -386,3 +386,44 @@ def test_copy_from_stdin(tarn_factory, tmp_path):
     assert out.stdout.strip() == "COPY 2"
     with t.psycopg() as conn:
         assert conn.execute("SELECT count(*) FROM up.items").fetchone() == (7,)
+
+
+def test_copy_values_and_refusals(tarn_factory, tmp_path):
+    """Empty strings against NULLs both ways, empty lines, bytea, escapes as bytes; COPY
+    refused in a read-only transaction, abandoned by the client, or failing half-way out."""
+    t = tarn_factory.start(tmp_path / "warehouse")
+    with t.psycopg() as conn:
+        conn.execute("CREATE DATABASE up")
+        conn.execute("CREATE TABLE up.b (k BIGINT, s VARCHAR, data BYTEA)")
+        conn.execute("CREATE TABLE up.s (s VARCHAR)")
+        cur = conn.cursor()
+        with cur.copy("COPY up.b FROM STDIN") as copy:
+            copy.write_row((1, "", b"\x00\xff"))
+            copy.write_row((2, None, None))
+            copy.write(b"3\t\\303\\251\t\\\\x41\n")
+        assert conn.execute("SELECT k, s, data FROM up.b ORDER BY k").fetchall() == [
+            (1, "", b"\x00\xff"), (2, None, None), (3, "\u00e9", b"A")]
+        with cur.copy("COPY (SELECT k, s FROM up.b ORDER BY k) TO STDOUT (FORMAT csv)") as copy:
+            assert b"".join(bytes(b) for b in copy) == b'1,""\n2,\n3,\xc3\xa9\n'
+        # an empty line is a row of one empty string
+        with cur.copy("COPY up.s FROM STDIN") as copy:
+            copy.write(b"a\n\nb\n")
+        assert conn.execute("SELECT s FROM up.s ORDER BY s").fetchall() == [("",), ("a",), ("b",)]
+        # half-way out: an ErrorResponse, and the connection goes on
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with cur.copy("COPY (SELECT 1 / (k - 2) FROM up.b ORDER BY k) TO STDOUT") as copy:
+                b"".join(bytes(b) for b in copy)
+        assert conn.execute("SELECT count(*) FROM up.b").fetchone() == (3,)
+    with t.psycopg(autocommit=False) as conn:
+        conn.execute("SET TRANSACTION READ ONLY")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            with conn.cursor().copy("COPY up.s FROM STDIN") as copy:
+                copy.write(b"x\n")
+        conn.rollback()
+    with t.psycopg() as conn:
+        # the client gives up: CopyFail, nothing is written
+        with pytest.raises(ZeroDivisionError):
+            with conn.cursor().copy("COPY up.s FROM STDIN") as copy:
+                copy.write(b"x\n")
+                1 / 0
+        assert conn.execute("SELECT count(*) FROM up.s").fetchone() == (3,)

@@ -656,6 +656,19 @@ def test_cursor_statements_and_their_errors(tarn_demo):
         with pytest.raises(psycopg.errors.InvalidCursorName):
             conn.execute("FETCH 1 FROM t")
         assert conn.execute("SELECT 1").fetchone() == (1,)
+        # a WITH HOLD cursor of a rolled-back transaction closes; DISCARD ALL closes the rest
+        conn.execute("BEGIN")
+        conn.execute("DECLARE h CURSOR WITH HOLD FOR SELECT 1 AS one")
+        conn.execute("ROLLBACK")
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute("FETCH 1 FROM h")
+        conn.execute("BEGIN")
+        conn.execute("DECLARE h CURSOR WITH HOLD FOR SELECT 1 AS one")
+        conn.execute("COMMIT")
+        assert conn.execute("FETCH 1 FROM h").fetchall() == [(1,)]
+        conn.execute("DISCARD ALL")
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute("FETCH 1 FROM h")
 
 
 def test_psql_fetch_count(tarn_demo, tmp_path):

@@ -83,9 +83,25 @@ impl CancelHandler for TarnCancelHandler {
 #[derive(Debug, Default)]
 pub(crate) struct Running {
     current: Mutex<Option<CancellationToken>>,
+    /// Whether the last statement checked writes (its write is not stopped when the client
+    /// hangs up).
+    writing: std::sync::atomic::AtomicBool,
 }
 
 impl Running {
+    /// Records whether the statement about to run writes.
+    pub(crate) fn writing(&self, writes: bool) {
+        self.writing
+            .store(writes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The client went away: cancels the current statement unless it writes.
+    pub(crate) fn hung_up(&self) {
+        if !self.writing.load(std::sync::atomic::Ordering::Relaxed) {
+            self.cancel();
+        }
+    }
+
     /// A statement starts: it can be cancelled from now on, and times out after `timeout`.
     pub(crate) fn start(&self, timeout: Option<Duration>) -> Control {
         let token = CancellationToken::new();

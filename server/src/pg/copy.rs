@@ -2,23 +2,25 @@
 //! pgjdbc's `CopyManager` (Metabase's CSV uploads) move data in and out, in Postgres's text
 //! and CSV formats.
 //!
-//! Out, the query's rows stream as they are computed, one `CopyData` per row, written as the
-//! text results are (Postgres's text forms of dates, times and intervals). In, the data is
-//! read when the client ends it (`CopyDone`), parsed, and appended to the table in one
-//! commit, its columns cast to the table's types: nothing is written if any row is bad, and
+//! Out, the rows are computed and written before the response starts, so an error on the
+//! way is an ErrorResponse (a server cannot fail a COPY once begun), the statement can be
+//! cancelled, and the export is held in memory; then one `CopyData` per row, written from
+//! the Postgres text forms of the values. In, the data is read when the client ends it
+//! (`CopyDone`), parsed, and appended to the table in one commit, its columns cast to the
+//! table's types (`bytea` read from its input form): nothing is written if any row is bad, and
 //! the data is held in memory until then. The binary format is not supported (0A000).
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, ObjectName,
     Query, Statement as SqlStatement,
 };
-use datafusion_postgres::arrow_pg::encoder::encode_value;
-use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyTextOptions, FieldInfo};
+use datafusion_postgres::arrow_pg::datatypes::encode_recordbatch;
+use pgwire::api::results::FieldInfo;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::CopyData;
 
@@ -169,6 +171,29 @@ fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireResul
             other => return Err(unsupported(&format!("with {other}"))),
         }
     }
+    let one_byte = |c: char| c.len_utf8() == 1 && c != '\n' && c != '\r';
+    let delimiter_char = delimiter.unwrap_or(if csv { ',' } else { '\t' });
+    if !one_byte(delimiter_char) || (!csv && delimiter_char == '\\') {
+        return Err(error(
+            "22023",
+            "COPY delimiter must be a single one-byte character, not a line break or backslash",
+        ));
+    }
+    if csv && (!one_byte(quote) || !escape.is_none_or(one_byte)) {
+        return Err(error(
+            "22023",
+            "COPY quote and escape must be single one-byte characters",
+        ));
+    }
+    if csv && delimiter_char == quote {
+        return Err(error("22023", "COPY delimiter and quote must be different"));
+    }
+    if null.as_deref().is_some_and(|n| n.contains(delimiter_char)) {
+        return Err(error(
+            "22023",
+            "COPY delimiter character must not appear in the NULL specification",
+        ));
+    }
     if csv {
         Ok(Format::Csv {
             delimiter: delimiter.unwrap_or(','),
@@ -187,114 +212,146 @@ fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireResul
     }
 }
 
-/// Writes rows in `format`.
+/// Writes rows in `format`, from their Postgres text forms.
 pub(crate) struct Writer {
-    encoder: CopyEncoder,
     fields: Arc<Vec<FieldInfo>>,
+    format: Format,
     /// The CSV header line, until it is written ahead of the first row.
-    header: Option<Bytes>,
+    header: Option<Vec<u8>>,
 }
 
 impl Writer {
     /// `fields`: the result's columns, in the text format.
     pub(crate) fn new(fields: Arc<Vec<FieldInfo>>, format: &Format) -> Self {
-        let (encoder, header) = match format {
-            Format::Text { delimiter, null } => (
-                CopyEncoder::new_text(
-                    Arc::clone(&fields),
-                    CopyTextOptions {
-                        delimiter: delimiter.to_string().into(),
-                        null_string: null.as_str().into(),
-                    },
-                ),
-                None,
-            ),
-            Format::Csv {
-                delimiter,
-                quote,
-                escape,
-                null,
-                header,
-            } => {
-                let names: Vec<String> = fields
-                    .iter()
-                    .map(|f| csv_field(f.name(), *delimiter, *quote, *escape))
-                    .collect();
-                let line = format!("{}\n", names.join(&delimiter.to_string()));
-                (
-                    CopyEncoder::new_csv(
-                        Arc::clone(&fields),
-                        CopyCsvOptions {
-                            delimiter: delimiter.to_string().into(),
-                            quote: quote.to_string().into(),
-                            escape: escape.to_string().into(),
-                            null_string: null.as_str().into(),
-                            force_quote: vec![],
-                        },
-                    ),
-                    header.then(|| Bytes::from(line)),
-                )
+        let header = match format {
+            Format::Csv { header: true, .. } => {
+                let mut line = Vec::new();
+                for (i, field) in fields.iter().enumerate() {
+                    if i > 0 {
+                        push_char(&mut line, format.delimiter());
+                    }
+                    write_value(&mut line, format, Some(field.name().as_bytes()));
+                }
+                line.push(b'\n');
+                Some(line)
             }
+            _ => None,
         };
         Self {
-            encoder,
             fields,
+            format: format.clone(),
             header,
         }
     }
 
     /// `batch`'s rows (its columns already in their text forms), one `CopyData` each.
-    pub(crate) fn rows(&mut self, batch: &RecordBatch) -> PgWireResult<Vec<CopyData>> {
-        let schema = batch.schema();
+    pub(crate) fn rows(&mut self, batch: RecordBatch) -> PgWireResult<Vec<CopyData>> {
         let mut out = Vec::with_capacity(batch.num_rows());
-        for row in 0..batch.num_rows() {
-            for (column, (array, pg_field)) in
-                batch.columns().iter().zip(self.fields.iter()).enumerate()
-            {
-                encode_value(
-                    &mut self.encoder,
-                    array,
-                    row,
-                    schema.field(column),
-                    pg_field,
-                )?;
-            }
-            let data = self.encoder.take_copy();
-            out.push(match self.header.take() {
-                // the header rides with the first row: pgwire counts a message as a row
-                Some(header) => {
-                    let mut both = BytesMut::with_capacity(header.len() + data.data.len());
-                    both.put_slice(&header);
-                    both.put_slice(&data.data);
-                    CopyData::new(both.freeze())
+        for row in encode_recordbatch(Arc::clone(&self.fields), batch) {
+            let row = row?;
+            // the header rides with the first row: pgwire counts a message as a row
+            let mut line = self.header.take().unwrap_or_default();
+            for (i, value) in data_row_values(&row.data).enumerate() {
+                if i > 0 {
+                    push_char(&mut line, self.format.delimiter());
                 }
-                None => data,
-            });
+                write_value(&mut line, &self.format, value);
+            }
+            line.push(b'\n');
+            out.push(CopyData::new(Bytes::from(line)));
         }
         Ok(out)
     }
 
     /// The header, if no row took it (an empty result).
     pub(crate) fn unwritten_header(&mut self) -> Option<CopyData> {
-        self.header.take().map(CopyData::new)
+        self.header.take().map(|h| CopyData::new(Bytes::from(h)))
     }
 }
 
-/// `value` as a CSV field: quoted if it holds a delimiter, quote, escape or line break.
-fn csv_field(value: &str, delimiter: char, quote: char, escape: char) -> String {
-    if !value.contains([delimiter, quote, escape, '\n', '\r']) && !value.is_empty() {
-        return value.to_owned();
-    }
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push(quote);
-    for c in value.chars() {
-        if c == quote || c == escape {
-            out.push(escape);
+impl Format {
+    fn delimiter(&self) -> char {
+        match self {
+            Format::Text { delimiter, .. } | Format::Csv { delimiter, .. } => *delimiter,
         }
-        out.push(c);
     }
-    out.push(quote);
-    out
+}
+
+fn push_char(out: &mut Vec<u8>, c: char) {
+    let mut buf = [0u8; 4];
+    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+}
+
+/// The values of a text-format DataRow's body: each a length (-1 for NULL) and its bytes.
+fn data_row_values(data: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = i32::from_be_bytes(*len);
+        if len < 0 {
+            rest = tail;
+            return Some(None);
+        }
+        let len = usize::try_from(len).ok()?.min(tail.len());
+        let (value, tail) = tail.split_at(len);
+        rest = tail;
+        Some(Some(value))
+    })
+}
+
+/// One value as COPY writes it in `format`: in text, NULL as its marker and backslash escapes
+/// for backslash, line breaks, tab and the delimiter; in CSV, NULL as its marker unquoted and
+/// a value quoted when it holds the delimiter, a quote, a line break, or reads as the NULL
+/// marker (so `""` is an empty string where the marker is empty).
+fn write_value(out: &mut Vec<u8>, format: &Format, value: Option<&[u8]>) {
+    match format {
+        Format::Text { delimiter, null } => match value {
+            None => out.extend_from_slice(null.as_bytes()),
+            Some(value) => {
+                let text = String::from_utf8_lossy(value);
+                for c in text.chars() {
+                    match c {
+                        '\\' => out.extend_from_slice(b"\\\\"),
+                        '\n' => out.extend_from_slice(b"\\n"),
+                        '\r' => out.extend_from_slice(b"\\r"),
+                        '\t' => out.extend_from_slice(b"\\t"),
+                        c if c == *delimiter => {
+                            out.push(b'\\');
+                            push_char(out, c);
+                        }
+                        c => push_char(out, c),
+                    }
+                }
+            }
+        },
+        Format::Csv {
+            delimiter,
+            quote,
+            escape,
+            null,
+            ..
+        } => match value {
+            None => out.extend_from_slice(null.as_bytes()),
+            Some(value) => {
+                let text = String::from_utf8_lossy(value);
+                let quoted = text == *null
+                    || text == "\\."
+                    || text.contains([*delimiter, *quote, '\n', '\r']);
+                if !quoted {
+                    out.extend_from_slice(text.as_bytes());
+                    return;
+                }
+                push_char(out, *quote);
+                for c in text.chars() {
+                    if c == *quote || c == *escape {
+                        push_char(out, *escape);
+                    }
+                    push_char(out, c);
+                }
+                push_char(out, *quote);
+            }
+        },
+    }
 }
 
 /// The rows of COPY FROM's `data`, each with `columns` fields (NULL as `None`).
@@ -347,31 +404,44 @@ pub(crate) fn parse_rows(
 
 fn text_rows(text: &str, delimiter: char, null: &str) -> PgWireResult<Vec<Vec<Option<String>>>> {
     let mut rows = Vec::new();
-    for line in text.split('\n') {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    // the data ends with a line break: nothing after it is a row
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    for line in lines {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line == "\\." {
             break;
         }
-        if line.is_empty() {
-            continue;
-        }
         let mut row = Vec::new();
         let mut raw = String::new();
-        let mut value = String::new();
-        let mut chars = line.chars().peekable();
-        let finish = |raw: &mut String, value: &mut String, row: &mut Vec<Option<String>>| {
-            row.push((raw.as_str() != null).then(|| std::mem::take(value)));
+        // escapes give bytes (`\303\251` is é): a value is checked as UTF-8 when it ends
+        let mut value: Vec<u8> = Vec::new();
+        let finish = |raw: &mut String,
+                      value: &mut Vec<u8>,
+                      row: &mut Vec<Option<String>>|
+         -> PgWireResult<()> {
+            let bytes = std::mem::take(value);
+            let text = String::from_utf8(bytes).map_err(|e| {
+                error(
+                    "22021",
+                    format!("invalid byte sequence for encoding \"UTF8\": {e}"),
+                )
+            })?;
+            row.push((raw.as_str() != null).then_some(text));
             raw.clear();
-            value.clear();
+            Ok(())
         };
+        let mut chars = line.chars().peekable();
         while let Some(c) = chars.next() {
             if c == delimiter {
-                finish(&mut raw, &mut value, &mut row);
+                finish(&mut raw, &mut value, &mut row)?;
                 continue;
             }
             raw.push(c);
             if c != '\\' {
-                value.push(c);
+                push_char(&mut value, c);
                 continue;
             }
             let Some(e) = chars.next() else {
@@ -379,45 +449,48 @@ fn text_rows(text: &str, delimiter: char, null: &str) -> PgWireResult<Vec<Vec<Op
             };
             raw.push(e);
             match e {
-                'b' => value.push('\u{8}'),
-                'f' => value.push('\u{c}'),
-                'n' => value.push('\n'),
-                'r' => value.push('\r'),
-                't' => value.push('\t'),
-                'v' => value.push('\u{b}'),
+                'b' => value.push(0x08),
+                'f' => value.push(0x0c),
+                'n' => value.push(b'\n'),
+                'r' => value.push(b'\r'),
+                't' => value.push(b'\t'),
+                'v' => value.push(0x0b),
                 '0'..='7' => {
-                    let mut n = e.to_digit(8).unwrap_or(0);
-                    for _ in 0..2 {
-                        match chars.peek().and_then(|d| d.to_digit(8)) {
-                            Some(d) => {
-                                n = n * 8 + d;
-                                raw.push(chars.next().unwrap_or('0'));
-                            }
-                            None => break,
-                        }
-                    }
-                    value.push(char::from(u8::try_from(n & 0xff).unwrap_or(0)));
+                    let first = e.to_digit(8).unwrap_or(0);
+                    value.push(digits(&mut chars, &mut raw, 8, first));
                 }
                 'x' if chars.peek().is_some_and(char::is_ascii_hexdigit) => {
-                    let mut n = 0;
-                    for _ in 0..2 {
-                        match chars.peek().and_then(|d| d.to_digit(16)) {
-                            Some(d) => {
-                                n = n * 16 + d;
-                                raw.push(chars.next().unwrap_or('0'));
-                            }
-                            None => break,
-                        }
-                    }
-                    value.push(char::from(u8::try_from(n).unwrap_or(0)));
+                    value.push(digits(&mut chars, &mut raw, 16, 0));
                 }
-                other => value.push(other),
+                other => push_char(&mut value, other),
             }
         }
-        finish(&mut raw, &mut value, &mut row);
+        finish(&mut raw, &mut value, &mut row)?;
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Up to two more digits of an escape, in `radix`, after `first`: the byte they make.
+fn digits(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    raw: &mut String,
+    radix: u32,
+    first: u32,
+) -> u8 {
+    let mut n = first;
+    for _ in 0..2 {
+        match chars.peek().and_then(|d| d.to_digit(radix)) {
+            Some(d) => {
+                n = n * radix + d;
+                if let Some(d) = chars.next() {
+                    raw.push(d);
+                }
+            }
+            None => break,
+        }
+    }
+    u8::try_from(n & 0xff).unwrap_or(0)
 }
 
 fn csv_rows(
@@ -466,10 +539,9 @@ fn csv_rows(
             if c == '\r' && chars.peek() == Some(&'\n') {
                 chars.next();
             }
-            if started || !value.is_empty() {
-                finish(&mut row, &mut value, quoted);
-                rows.push(std::mem::take(&mut row));
-            }
+            // every line is a row, an empty one too (one unquoted empty field)
+            finish(&mut row, &mut value, quoted);
+            rows.push(std::mem::take(&mut row));
             quoted = false;
             started = false;
         } else {
@@ -495,19 +567,41 @@ fn csv_rows(
     Ok(rows)
 }
 
-/// `rows` as a batch of text columns named `names`, for the load to cast to the table's
-/// types.
+/// `rows` as a batch of columns named `names`, for the load to cast to the table's types:
+/// text, but for `bytea` columns (`binary[i]`), whose input (`\x00ff`) is read as Postgres
+/// reads it (22P02 if it is not bytea input).
 pub(crate) fn text_batch(
     names: &[String],
+    binary: &[bool],
     rows: &[Vec<Option<String>>],
 ) -> PgWireResult<RecordBatch> {
-    let fields: Vec<Field> = names
-        .iter()
-        .map(|n| Field::new(n, DataType::Utf8, true))
-        .collect();
-    let columns: Vec<ArrayRef> = (0..names.len())
-        .map(|i| Arc::new(StringArray::from_iter(rows.iter().map(|r| r[i].as_deref()))) as ArrayRef)
-        .collect();
+    let mut fields = Vec::with_capacity(names.len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        if binary.get(i).copied().unwrap_or(false) {
+            let mut values = Vec::with_capacity(rows.len());
+            for row in rows {
+                values.push(match row[i].as_deref() {
+                    None => None,
+                    Some(text) => Some(tarn_sql::bytea_input(text).ok_or_else(|| {
+                        error(
+                            "22P02",
+                            format!("invalid input syntax for type bytea: \"{text}\""),
+                        )
+                    })?),
+                });
+            }
+            fields.push(Field::new(name, DataType::Binary, true));
+            columns.push(Arc::new(datafusion::arrow::array::BinaryArray::from_iter(
+                values.iter().map(Option::as_deref),
+            )));
+        } else {
+            fields.push(Field::new(name, DataType::Utf8, true));
+            columns.push(Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| r[i].as_deref()),
+            )));
+        }
+    }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| PgWireError::ApiError(Box::new(e)))
 }
@@ -518,6 +612,8 @@ pub(crate) struct Incoming {
     pub(crate) table: tarn_catalog::TableRef,
     /// The columns the data has, in order.
     pub(crate) columns: Vec<String>,
+    /// Which of them are `bytea` in the table.
+    pub(crate) binary: Vec<bool>,
     pub(crate) format: Format,
     pub(crate) data: Vec<u8>,
 }
@@ -568,6 +664,11 @@ mod tests {
             _ => panic!("not an error"),
         };
         assert_eq!(code(copy("COPY t TO STDOUT (FORMAT binary)")), "0A000");
+        assert_eq!(code(copy("COPY t TO STDOUT (DELIMITER 'é')")), "22023");
+        assert_eq!(
+            code(copy("COPY t TO STDOUT (FORMAT csv, DELIMITER '\"')")),
+            "22023"
+        );
         assert_eq!(code(copy("COPY t TO STDOUT (FORMAT xml)")), "22023");
         let file = Parser::parse_sql(&PostgreSqlDialect {}, "COPY t TO '/tmp/x'").expect("parses");
         assert!(copy_of(&file[0]).is_none());
@@ -593,6 +694,9 @@ mod tests {
                 some(&["3", "AB"]),
             ]
         );
+        // an empty line is a row of one empty string; escapes give bytes
+        let one = parse_rows(&format, b"a\n\n\\303\\251\n", 1).expect("parses");
+        assert_eq!(one, vec![some(&["a"]), some(&[""]), some(&["\u{e9}"])]);
         let err = parse_rows(&format, b"1\t2\t3\n", 2);
         assert!(matches!(err, Err(PgWireError::UserError(i)) if i.code == "22P04"));
     }
@@ -623,7 +727,18 @@ mod tests {
         );
         let err = parse_rows(&format, b"h\n\"open\n", 1);
         assert!(matches!(err, Err(PgWireError::UserError(i)) if i.code == "22P04"));
-        assert_eq!(csv_field("a,b", ',', '"', '"'), "\"a,b\"");
-        assert_eq!(csv_field("plain", ',', '"', '"'), "plain");
+        let csv = |v: Option<&str>| {
+            let mut out = Vec::new();
+            write_value(&mut out, &format, v.map(str::as_bytes));
+            String::from_utf8(out).expect("utf-8")
+        };
+        assert_eq!(csv(Some("a,b")), "\"a,b\"");
+        assert_eq!(csv(Some("plain")), "plain");
+        // an empty string is quoted where NULL is the empty marker
+        assert_eq!(
+            (csv(Some("")), csv(None)),
+            ("\"\"".to_owned(), String::new())
+        );
+        assert_eq!(csv(Some("say \"hi\"")), "\"say \"\"hi\"\"\"");
     }
 }

@@ -152,8 +152,10 @@ struct Cursor {
     pending: Option<RecordBatch>,
     /// The Postgres column names, where they differ from the schema's.
     names: Option<Vec<Option<String>>>,
-    /// `WITH HOLD`: it outlives its transaction.
+    /// `WITH HOLD`: it outlives its transaction, once that commits.
     hold: bool,
+    /// Whether the transaction it was declared in has committed (or there was none).
+    settled: bool,
 }
 
 /// The open cursors of one connection.
@@ -169,13 +171,15 @@ impl std::fmt::Debug for Cursors {
 }
 
 impl Cursors {
-    /// Opens cursor `name` over `stream`; 42P03 if one of that name is open.
+    /// Opens cursor `name` over `stream`; 42P03 if one of that name is open. `in_block`:
+    /// declared in a transaction block (which may yet roll back).
     pub(crate) async fn declare(
         &self,
         name: &str,
         stream: SendableRecordBatchStream,
         names: Option<Vec<Option<String>>>,
         hold: bool,
+        in_block: bool,
     ) -> PgWireResult<()> {
         let mut open = self.open.lock().await;
         if open.contains_key(name) {
@@ -188,6 +192,7 @@ impl Cursors {
                 pending: None,
                 names,
                 hold,
+                settled: !in_block,
             },
         );
         Ok(())
@@ -222,7 +227,9 @@ impl Cursors {
             let batch = match cursor.pending.take() {
                 Some(batch) => batch,
                 None => match cursor.stream.next().await {
-                    Some(batch) => batch.map_err(|e| PgWireError::ApiError(Box::new(e)))?,
+                    Some(batch) => {
+                        batch.map_err(|e| super::pg_error(tarn_sql::Error::DataFusion(e)))?
+                    }
                     None => break,
                 },
             };
@@ -252,9 +259,45 @@ impl Cursors {
         self.open.lock().await.clear();
     }
 
-    /// At the end of a transaction: closes the cursors not declared `WITH HOLD`.
-    pub(crate) async fn end_transaction(&self) {
-        self.open.lock().await.retain(|_, c| c.hold);
+    /// At the end of a transaction: closes the cursors not declared `WITH HOLD`, and on a
+    /// rollback also those the transaction declared.
+    pub(crate) async fn end_transaction(&self, committed: bool) {
+        self.open.lock().await.retain(|_, c| {
+            let keep = c.hold && (committed || c.settled);
+            c.settled |= keep;
+            keep
+        });
+    }
+
+    /// Skips the next rows of `fetch`'s cursor (MOVE); how many there were.
+    pub(crate) async fn skip(&self, fetch: &Fetch) -> PgWireResult<usize> {
+        let mut open = self.open.lock().await;
+        let cursor = open
+            .get_mut(&fetch.cursor)
+            .ok_or_else(|| no_such_cursor(&fetch.cursor))?;
+        let mut wanted = match fetch.count {
+            Count::Rows(n) => n,
+            Count::All => usize::MAX,
+        };
+        let mut skipped = 0;
+        while wanted > 0 {
+            let batch = match cursor.pending.take() {
+                Some(batch) => batch,
+                None => match cursor.stream.next().await {
+                    Some(batch) => {
+                        batch.map_err(|e| super::pg_error(tarn_sql::Error::DataFusion(e)))?
+                    }
+                    None => break,
+                },
+            };
+            let taken = batch.num_rows().min(wanted);
+            if taken < batch.num_rows() {
+                cursor.pending = Some(batch.slice(taken, batch.num_rows() - taken));
+            }
+            wanted -= taken;
+            skipped += taken;
+        }
+        Ok(skipped)
     }
 }
 

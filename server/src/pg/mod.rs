@@ -130,6 +130,14 @@ impl ConnectionHandlers {
     }
 }
 
+impl ConnectionHandlers {
+    /// The client closed the connection: a statement that reads stops (57014, which no one
+    /// receives); one that writes runs to its end, as in Postgres.
+    pub(crate) fn hung_up(&self) {
+        self.query.running.hung_up();
+    }
+}
+
 impl PgWireServerHandlers for ConnectionHandlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
         Arc::clone(&self.query)
@@ -281,6 +289,7 @@ impl TarnQueryHandler {
         statement: &Statement,
     ) -> PgWireResult<Option<String>> {
         let command = statement.write_command();
+        self.running.writing(command.is_some());
         match &command {
             Some(command) if settings::read_only(client.metadata()) => {
                 Err(transaction::read_only(command))
@@ -306,6 +315,15 @@ impl TarnQueryHandler {
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if matches!(
+            statement,
+            SqlStatement::Discard {
+                object_type: datafusion::sql::sqlparser::ast::DiscardObject::ALL
+            }
+        ) {
+            // a pool hands the connection to someone else: nothing of this session stays
+            self.cursors.close_all().await;
+        }
         let outcome = settings::execute(&self.session, client.metadata_mut(), statement);
         // What a statement changed, even one that failed part-way.
         if !matches!(statement, SqlStatement::ShowVariable { .. }) {
@@ -369,8 +387,9 @@ impl TarnQueryHandler {
             ));
         };
         let stream = self.session.executor().stream(df);
+        let in_block = status != TransactionStatus::Idle;
         self.cursors
-            .declare(&name.value, stream, names, hold)
+            .declare(&name.value, stream, names, hold, in_block)
             .await?;
         Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
     }
@@ -383,30 +402,30 @@ impl TarnQueryHandler {
         format: &Format,
         rows: bool,
     ) -> PgWireResult<Response> {
-        // rows are computed as they are fetched: a cancel or statement_timeout stops that
+        // rows are computed as they are fetched: a cancel or statement_timeout stops that,
+        // and the cursor, whose position is then unknown, closes (its transaction fails)
         let control = self.start(client);
-        let (schema, names, batches) = control.run(self.cursors.fetch(fetch)).await?;
         if !rows {
-            let count = batches.iter().map(RecordBatch::num_rows).sum();
-            return Ok(Response::Execution(Tag::new("MOVE").with_rows(count)));
+            let moved = control.run(self.cursors.skip(fetch)).await;
+            if moved.is_err() {
+                let _ = self.cursors.close(&fetch.cursor).await;
+            }
+            return Ok(Response::Execution(Tag::new("MOVE").with_rows(moved?)));
         }
-        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
-            .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
-        let df = self
-            .session
-            .context()
-            .read_table(Arc::new(table))
-            .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+        let fetched = control.run(self.cursors.fetch(fetch)).await;
+        if fetched.is_err() {
+            let _ = self.cursors.close(&fetch.cursor).await;
+        }
+        let (schema, names, batches) = fetched?;
         let options = Arc::new(settings::format_options(client.metadata()));
-        let mut response = encode_rows(
-            self.session.executor(),
-            df,
+        let mut response = encode_batches(
+            &schema,
+            futures::stream::iter(batches.into_iter().map(Ok)),
             format,
             options,
             names.as_deref(),
             &control,
-        )
-        .await?;
+        )?;
         response.set_command_tag("FETCH");
         Ok(Response::Query(response))
     }
@@ -562,45 +581,29 @@ impl TarnQueryHandler {
             names.as_deref(),
         )?);
         let columns = fields.len();
-        let writer = Arc::new(std::sync::Mutex::new(copy::Writer::new(
-            Arc::clone(&fields),
-            &copy.format,
-        )));
-        let rows_writer = Arc::clone(&writer);
-        let rows = self
-            .session
-            .executor()
-            .stream(df)
-            .map(move |batch| {
-                let rows: Vec<PgWireResult<pgwire::messages::copy::CopyData>> = match batch {
-                    Ok(batch) => match text::postgres_text_forms(&fields, batch) {
-                        Ok(batch) => match rows_writer
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .rows(&batch)
-                        {
-                            Ok(rows) => rows.into_iter().map(Ok).collect(),
-                            Err(e) => vec![Err(e)],
-                        },
-                        Err(e) => vec![Err(e)],
-                    },
-                    Err(e) => vec![Err(PgWireError::ApiError(Box::new(e)))],
-                };
-                futures::stream::iter(rows)
-            })
-            .flatten();
+        // The rows are computed and written before the response starts: an error on the way
+        // is then an ErrorResponse (a server cannot fail a COPY once it has begun: CopyFail
+        // is the client's message), the statement can be cancelled and time out, and a
+        // later statement of the same query string cannot change what it copies.
+        let mut writer = copy::Writer::new(Arc::clone(&fields), &copy.format);
+        let control = self.start(client);
+        let mut batches = self.session.executor().stream(df);
+        let collect = async {
+            let mut out = Vec::new();
+            while let Some(batch) = batches.next().await {
+                let batch = batch.map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+                let batch = text::postgres_text_forms(&fields, batch)?;
+                out.extend(writer.rows(batch)?);
+            }
+            Ok(out)
+        };
+        let mut rows = control.run(collect).await?;
         // an empty result still has its header
-        let header = futures::stream::iter(std::iter::from_fn(move || {
-            writer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .unwritten_header()
-                .map(Ok)
-        }));
+        rows.extend(writer.unwritten_header());
         Ok(Response::CopyOut(CopyResponse::new(
             0,
             columns,
-            rows.chain(header),
+            futures::stream::iter(rows.into_iter().map(Ok)),
         )))
     }
 
@@ -680,12 +683,24 @@ impl TarnQueryHandler {
             out
         };
         let count = columns.len();
+        let binary = columns
+            .iter()
+            .map(|c| {
+                schema.field_with_name(c).is_ok_and(|f| {
+                    matches!(
+                        f.data_type(),
+                        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+                    )
+                })
+            })
+            .collect();
         *self
             .incoming
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(copy::Incoming {
             table: tarn_catalog::TableRef::new(&database, &table),
             columns,
+            binary,
             format: copy.format,
             data: Vec::new(),
         });
@@ -767,9 +782,29 @@ async fn encode_rows(
     names: Option<&[Option<String>]>,
     control: &Control,
 ) -> PgWireResult<QueryResponse> {
-    let fields = pg_fields(df.schema().as_arrow(), format, Some(options), names)?;
+    let schema = Arc::clone(df.schema().inner());
+    encode_batches(
+        &schema,
+        executor.stream(df),
+        format,
+        options,
+        names,
+        control,
+    )
+}
+
+/// `batches`' rows in the client's formats, in their order, under Postgres' column names,
+/// stopped by `control`.
+fn encode_batches(
+    schema: &datafusion::arrow::datatypes::Schema,
+    batches: impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
+    format: &Format,
+    options: Arc<FormatOptions>,
+    names: Option<&[Option<String>]>,
+    control: &Control,
+) -> PgWireResult<QueryResponse> {
+    let fields = pg_fields(schema, format, Some(options), names)?;
     let fields = Arc::new(fields);
-    let batches = executor.stream(df);
     let row_fields = Arc::clone(&fields);
     let rows = batches
         .map(move |batch| {
@@ -936,7 +971,7 @@ impl pgwire::api::copy::CopyHandler for TarnQueryHandler {
         let rows = copy::parse_rows(&incoming.format, &incoming.data, incoming.columns.len())?;
         let mut written = 0;
         if !rows.is_empty() {
-            let batch = copy::text_batch(&incoming.columns, &rows)?;
+            let batch = copy::text_batch(&incoming.columns, &incoming.binary, &rows)?;
             let session = Arc::clone(&self.session);
             let table = incoming.table;
             let work = async move {
@@ -1044,7 +1079,9 @@ impl SimpleQueryHandler for TarnQueryHandler {
                 match answer {
                     Ok(answer) => {
                         if ends_transaction(s) {
-                            self.cursors.end_transaction().await;
+                            let committed = matches!(s, SqlStatement::Commit { .. })
+                                && status != TransactionStatus::Error;
+                            self.cursors.end_transaction(committed).await;
                         }
                         notify(client, answer.notices).await?;
                         status = status_after(status, &answer.response);
@@ -1430,7 +1467,9 @@ impl ExtendedQueryHandler for TarnQueryHandler {
         {
             let answer = answer?;
             if ends_transaction(s) {
-                self.cursors.end_transaction().await;
+                let committed =
+                    matches!(s, SqlStatement::Commit { .. }) && status != TransactionStatus::Error;
+                self.cursors.end_transaction(committed).await;
             }
             notify(client, answer.notices).await?;
             return Ok(answer.response);
