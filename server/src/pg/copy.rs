@@ -664,7 +664,7 @@ mod tests {
             _ => panic!("not an error"),
         };
         assert_eq!(code(copy("COPY t TO STDOUT (FORMAT binary)")), "0A000");
-        assert_eq!(code(copy("COPY t TO STDOUT (DELIMITER 'é')")), "22023");
+        assert_eq!(code(copy("COPY t TO STDOUT (DELIMITER '\\')")), "22023");
         assert_eq!(
             code(copy("COPY t TO STDOUT (FORMAT csv, DELIMITER '\"')")),
             "22023"
