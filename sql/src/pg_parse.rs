@@ -711,14 +711,18 @@ fn bytea_literal(expr: &Expr) -> Option<Expr> {
 /// The bytes of Postgres's `bytea` input `text`; `None` if it is not valid input.
 pub fn bytea_input(text: &str) -> Option<Vec<u8>> {
     if let Some(hex) = text.strip_prefix("\\x") {
-        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if !digits.len().is_multiple_of(2) {
-            return None;
+        // pairs of hex digits, with white space allowed between pairs only
+        let mut out = Vec::with_capacity(hex.len() / 2);
+        let mut digits = hex.bytes();
+        while let Some(high) = digits.next() {
+            if high.is_ascii_whitespace() {
+                continue;
+            }
+            let low = digits.next()?;
+            let pair = [high, low];
+            out.push(u8::from_str_radix(std::str::from_utf8(&pair).ok()?, 16).ok()?);
         }
-        return digits
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-            .collect();
+        return Some(out);
     }
     let mut out = Vec::with_capacity(text.len());
     let mut rest = text.as_bytes();
@@ -2173,6 +2177,9 @@ mod tests {
             parsed(r"SELECT '\q'::bytea AS e"),
             r"SELECT '\q'::BYTEA AS e"
         );
+        // white space between pairs of digits only
+        assert_eq!(super::bytea_input(r"\x0 0"), None);
+        assert_eq!(super::bytea_input("\\x 00\tff "), Some(vec![0, 255]));
     }
 
     #[test]

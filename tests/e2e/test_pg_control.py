@@ -427,3 +427,10 @@ def test_copy_values_and_refusals(tarn_factory, tmp_path):
                 copy.write(b"x\n")
                 1 / 0
         assert conn.execute("SELECT count(*) FROM up.s").fetchone() == (3,)
+        # a header line in the text format (PostgreSQL 15+), both ways
+        cur = conn.cursor()
+        with cur.copy("COPY (SELECT k, s FROM up.b WHERE k = 1) TO STDOUT (HEADER)") as copy:
+            assert b"".join(bytes(b) for b in copy) == b"k\ts\n1\t\n"
+        with cur.copy("COPY up.s FROM STDIN (HEADER)") as copy:
+            copy.write(b"s\nz\n")
+        assert conn.execute("SELECT s FROM up.s WHERE s > 'b'").fetchall() == [("z",)]

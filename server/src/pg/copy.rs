@@ -35,8 +35,13 @@ fn error(code: &str, message: impl Into<String>) -> PgWireError {
 /// A data format of COPY.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Format {
-    /// Postgres's default: `delimiter`-separated (a tab), backslash escapes, `null` (`\N`).
-    Text { delimiter: char, null: String },
+    /// Postgres's default: `delimiter`-separated (a tab), backslash escapes, `null` (`\N`);
+    /// a header line of column names since PostgreSQL 15.
+    Text {
+        delimiter: char,
+        null: String,
+        header: bool,
+    },
     /// Comma-separated, fields with a delimiter, quote or newline quoted; `null` unquoted
     /// (empty) is NULL.
     Csv {
@@ -202,12 +207,11 @@ fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireResul
             null: null.unwrap_or_default(),
             header,
         })
-    } else if header {
-        Err(error("0A000", "COPY HEADER is available only in CSV mode"))
     } else {
         Ok(Format::Text {
             delimiter: delimiter.unwrap_or('\t'),
             null: null.unwrap_or_else(|| "\\N".to_owned()),
+            header,
         })
     }
 }
@@ -224,7 +228,7 @@ impl Writer {
     /// `fields`: the result's columns, in the text format.
     pub(crate) fn new(fields: Arc<Vec<FieldInfo>>, format: &Format) -> Self {
         let header = match format {
-            Format::Csv { header: true, .. } => {
+            Format::Csv { header: true, .. } | Format::Text { header: true, .. } => {
                 let mut line = Vec::new();
                 for (i, field) in fields.iter().enumerate() {
                     if i > 0 {
@@ -305,7 +309,9 @@ fn data_row_values(data: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
 /// marker (so `""` is an empty string where the marker is empty).
 fn write_value(out: &mut Vec<u8>, format: &Format, value: Option<&[u8]>) {
     match format {
-        Format::Text { delimiter, null } => match value {
+        Format::Text {
+            delimiter, null, ..
+        } => match value {
             None => out.extend_from_slice(null.as_bytes()),
             Some(value) => {
                 let text = String::from_utf8_lossy(value);
@@ -367,7 +373,17 @@ pub(crate) fn parse_rows(
         )
     })?;
     let rows = match format {
-        Format::Text { delimiter, null } => text_rows(text, *delimiter, null)?,
+        Format::Text {
+            delimiter,
+            null,
+            header,
+        } => {
+            let mut rows = text_rows(text, *delimiter, null)?;
+            if *header && !rows.is_empty() {
+                rows.remove(0);
+            }
+            rows
+        }
         Format::Csv {
             delimiter,
             quote,
@@ -640,7 +656,8 @@ mod tests {
             text.format,
             Format::Text {
                 delimiter: '\t',
-                null: "\\N".to_owned()
+                null: "\\N".to_owned(),
+                header: false,
             }
         );
         assert_eq!(text.query_sql(), "SELECT * FROM t");
@@ -679,6 +696,7 @@ mod tests {
         let format = Format::Text {
             delimiter: '\t',
             null: "\\N".to_owned(),
+            header: false,
         };
         let rows = parse_rows(
             &format,
