@@ -65,6 +65,9 @@ pub struct PgConfig {
     pub auth_method: PgAuthMethod,
     /// Connections at once; one more is refused with SQLSTATE 53300.
     pub max_connections: usize,
+    /// The most data one `COPY … FROM STDIN` takes (held in memory until its end); more is
+    /// refused with SQLSTATE 54000.
+    pub max_copy_bytes: usize,
     /// `[pg.tls]`: offer TLS with this certificate chain and key (PEM files).
     pub tls: Option<PgTlsConfig>,
 }
@@ -75,6 +78,7 @@ impl Default for PgConfig {
             addr: "127.0.0.1:5433".to_owned(),
             auth_method: PgAuthMethod::ScramSha256,
             max_connections: 100,
+            max_copy_bytes: 1 << 30,
             tls: None,
         }
     }
@@ -265,6 +269,11 @@ impl TarnConfig {
         if self.flight.max_message_bytes < 1 << 20 {
             return Err(Error::Config(
                 "flight.max_message_bytes: must be at least 1048576 (1 MiB)".to_owned(),
+            ));
+        }
+        if self.pg.max_copy_bytes == 0 {
+            return Err(Error::Config(
+                "pg.max_copy_bytes: must be at least 1".to_owned(),
             ));
         }
         if self.pg.max_connections == 0 {

@@ -124,7 +124,7 @@ impl Server {
             pg,
             PgServing {
                 engine: engine.clone(),
-                shared: Arc::new(crate::pg::PgShared::new(pg_auth)),
+                shared: Arc::new(crate::pg::PgShared::new(pg_auth, config.pg.max_copy_bytes)),
                 tls: pg_tls.map(|t| t.acceptor),
                 slots: Arc::new(tokio::sync::Semaphore::new(config.pg.max_connections)),
             },

@@ -388,6 +388,25 @@ def test_copy_from_stdin(tarn_factory, tmp_path):
         assert conn.execute("SELECT count(*) FROM up.items").fetchone() == (7,)
 
 
+def test_copy_from_stdin_size_limit(tarn_factory, tmp_path):
+    """A COPY FROM STDIN past pg.max_copy_bytes gets 54000 at its end and writes nothing;
+    the connection goes on."""
+    t = tarn_factory.start(tmp_path / "warehouse", env={"TARN__PG__MAX_COPY_BYTES": "64"})
+    with t.psycopg() as conn:
+        conn.execute("CREATE DATABASE up")
+        conn.execute("CREATE TABLE up.s (s VARCHAR)")
+        cur = conn.cursor()
+        with cur.copy("COPY up.s FROM STDIN") as copy:
+            copy.write(b"small\n" * 5)
+        assert cur.statusmessage == "COPY 5"
+        with pytest.raises(psycopg.errors.ProgramLimitExceeded) as e:
+            with cur.copy("COPY up.s FROM STDIN") as copy:
+                for _ in range(20):
+                    copy.write(b"0123456789\n")
+        assert "pg.max_copy_bytes" in str(e.value)
+        assert conn.execute("SELECT count(*) FROM up.s").fetchone() == (5,)
+
+
 def test_copy_values_and_refusals(tarn_factory, tmp_path):
     """Empty strings against NULLs both ways, empty lines, bytea, escapes as bytes; COPY
     refused in a read-only transaction, abandoned by the client, or failing half-way out."""

@@ -625,6 +625,8 @@ pub(crate) fn text_batch(
 /// A COPY FROM STDIN under way: where its rows go, and the data so far.
 #[derive(Debug)]
 pub(crate) struct Incoming {
+    /// The data went past `pg.max_copy_bytes`; what came is dropped.
+    pub(crate) too_large: bool,
     pub(crate) table: tarn_catalog::TableRef,
     /// The columns the data has, in order.
     pub(crate) columns: Vec<String>,

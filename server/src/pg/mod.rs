@@ -58,13 +58,16 @@ pub(crate) struct PgStatement {
 pub(crate) struct PgShared {
     auth: Arc<PgAuth>,
     statements: Arc<Statements>,
+    /// `pg.max_copy_bytes`.
+    max_copy_bytes: usize,
 }
 
 impl PgShared {
-    pub(crate) fn new(auth: PgAuth) -> Self {
+    pub(crate) fn new(auth: PgAuth, max_copy_bytes: usize) -> Self {
         Self {
             auth: Arc::new(auth),
             statements: Arc::default(),
+            max_copy_bytes,
         }
     }
 }
@@ -115,6 +118,7 @@ impl ConnectionHandlers {
                 block: Arc::default(),
                 cursors,
                 incoming: std::sync::Mutex::default(),
+                max_copy_bytes: shared.max_copy_bytes,
             }),
             startup: Arc::new(auth::TarnStartupHandler::new(
                 Arc::clone(&shared.auth),
@@ -195,6 +199,8 @@ pub(crate) struct TarnQueryHandler {
     cursors: Arc<cursor::Cursors>,
     /// The COPY FROM STDIN under way.
     incoming: std::sync::Mutex<Option<copy::Incoming>>,
+    /// The most data a COPY FROM STDIN takes.
+    max_copy_bytes: usize,
 }
 
 /// The `DECLARE … CURSOR FOR query` in `statement`, if it is one: the declaration and the
@@ -699,6 +705,7 @@ impl TarnQueryHandler {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(copy::Incoming {
             table: tarn_catalog::TableRef::new(&database, &table),
+            too_large: false,
             columns,
             binary,
             format: copy.format,
@@ -940,8 +947,17 @@ impl pgwire::api::copy::CopyHandler for TarnQueryHandler {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_mut()
         {
+            // past the limit the data is dropped, and the COPY fails at its end (the client
+            // sends its data first, then reads the answer)
+            Some(incoming) if incoming.data.len() + copy_data.data.len() > self.max_copy_bytes => {
+                incoming.too_large = true;
+                incoming.data = Vec::new();
+                Ok(())
+            }
             Some(incoming) => {
-                incoming.data.extend_from_slice(&copy_data.data);
+                if !incoming.too_large {
+                    incoming.data.extend_from_slice(&copy_data.data);
+                }
                 Ok(())
             }
             None => Err(transaction::error(
@@ -968,13 +984,28 @@ impl pgwire::api::copy::CopyHandler for TarnQueryHandler {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
             .ok_or_else(|| transaction::error("08P01", "CopyDone outside a COPY FROM STDIN"))?;
-        let rows = copy::parse_rows(&incoming.format, &incoming.data, incoming.columns.len())?;
-        let mut written = 0;
-        if !rows.is_empty() {
+        if incoming.too_large {
+            return Err(transaction::error(
+                "54000",
+                format!(
+                    "COPY FROM STDIN takes at most {} bytes at once (pg.max_copy_bytes); \
+                     split the data",
+                    self.max_copy_bytes
+                ),
+            ));
+        }
+        let status = client.transaction_status();
+        let session = Arc::clone(&self.session);
+        // parsed and written on the query pool, not on the connection's task
+        let work = async move {
+            let rows = copy::parse_rows(&incoming.format, &incoming.data, incoming.columns.len())?;
+            if rows.is_empty() {
+                return Ok(0);
+            }
             let batch = copy::text_batch(&incoming.columns, &incoming.binary, &rows)?;
-            let session = Arc::clone(&self.session);
+            drop(rows);
             let table = incoming.table;
-            let work = async move {
+            {
                 let schema = batch.schema();
                 let source = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
                     schema,
@@ -989,10 +1020,11 @@ impl pgwire::api::copy::CopyHandler for TarnQueryHandler {
                     )
                     .await
                     .map_err(pg_error)
-            };
-            let status = client.transaction_status();
-            let control = self.start(client);
-            written = control.run(on_executor(&self.session, work)).await?;
+            }
+        };
+        let control = self.start(client);
+        let written = control.run(on_executor(&self.session, work)).await?;
+        if written > 0 {
             self.block.wrote(status);
         }
         let rows = usize::try_from(written).unwrap_or(usize::MAX);
