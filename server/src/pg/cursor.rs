@@ -158,6 +158,40 @@ struct Cursor {
     settled: bool,
 }
 
+impl Count {
+    /// How many rows at most (`ALL`: every one).
+    fn rows(self) -> usize {
+        match self {
+            Count::Rows(n) => n,
+            Count::All => usize::MAX,
+        }
+    }
+}
+
+impl Cursor {
+    /// Up to `wanted` of the next rows, from what the last read left over or the stream; `None`
+    /// once `wanted` is 0 or the stream has ended.
+    async fn next_rows(&mut self, wanted: usize) -> PgWireResult<Option<RecordBatch>> {
+        if wanted == 0 {
+            return Ok(None);
+        }
+        let batch = match self.pending.take() {
+            Some(batch) => batch,
+            None => match self.stream.next().await {
+                Some(batch) => {
+                    batch.map_err(|e| super::pg_error(tarn_sql::Error::DataFusion(e)))?
+                }
+                None => return Ok(None),
+            },
+        };
+        if batch.num_rows() > wanted {
+            self.pending = Some(batch.slice(wanted, batch.num_rows() - wanted));
+            return Ok(Some(batch.slice(0, wanted)));
+        }
+        Ok(Some(batch))
+    }
+}
+
 /// The open cursors of one connection.
 #[derive(Default)]
 pub(crate) struct Cursors {
@@ -219,28 +253,10 @@ impl Cursors {
             .ok_or_else(|| no_such_cursor(&fetch.cursor))?;
         let schema = cursor.stream.schema();
         let mut batches = Vec::new();
-        let mut wanted = match fetch.count {
-            Count::Rows(n) => n,
-            Count::All => usize::MAX,
-        };
-        while wanted > 0 {
-            let batch = match cursor.pending.take() {
-                Some(batch) => batch,
-                None => match cursor.stream.next().await {
-                    Some(batch) => {
-                        batch.map_err(|e| super::pg_error(tarn_sql::Error::DataFusion(e)))?
-                    }
-                    None => break,
-                },
-            };
-            if batch.num_rows() > wanted {
-                cursor.pending = Some(batch.slice(wanted, batch.num_rows() - wanted));
-                batches.push(batch.slice(0, wanted));
-                wanted = 0;
-            } else {
-                wanted -= batch.num_rows();
-                batches.push(batch);
-            }
+        let mut wanted = fetch.count.rows();
+        while let Some(batch) = cursor.next_rows(wanted).await? {
+            wanted -= batch.num_rows();
+            batches.push(batch);
         }
         Ok((schema, cursor.names.clone(), batches))
     }
@@ -275,27 +291,11 @@ impl Cursors {
         let cursor = open
             .get_mut(&fetch.cursor)
             .ok_or_else(|| no_such_cursor(&fetch.cursor))?;
-        let mut wanted = match fetch.count {
-            Count::Rows(n) => n,
-            Count::All => usize::MAX,
-        };
+        let mut wanted = fetch.count.rows();
         let mut skipped = 0;
-        while wanted > 0 {
-            let batch = match cursor.pending.take() {
-                Some(batch) => batch,
-                None => match cursor.stream.next().await {
-                    Some(batch) => {
-                        batch.map_err(|e| super::pg_error(tarn_sql::Error::DataFusion(e)))?
-                    }
-                    None => break,
-                },
-            };
-            let taken = batch.num_rows().min(wanted);
-            if taken < batch.num_rows() {
-                cursor.pending = Some(batch.slice(taken, batch.num_rows() - taken));
-            }
-            wanted -= taken;
-            skipped += taken;
+        while let Some(batch) = cursor.next_rows(wanted).await? {
+            wanted -= batch.num_rows();
+            skipped += batch.num_rows();
         }
         Ok(skipped)
     }

@@ -1134,50 +1134,36 @@ impl SimpleQueryHandler for TarnQueryHandler {
                 responses.push(response);
                 continue 'statements;
             }
-            if let Some(s) = statement.as_sql()
-                && let Some(copy) = copy::copy_of(s)
-            {
-                let response = match copy {
-                    Ok(copy) if copy.to => self.copy_out(client, copy).await,
-                    Ok(_) if i + 1 < count => Err(transaction::error(
+            // COPY, cursors and settings: statements the handler answers itself
+            let answered = match statement.as_sql() {
+                Some(s) => match copy::copy_of(s) {
+                    Some(Ok(copy)) if copy.to => Some(self.copy_out(client, copy).await),
+                    Some(Ok(_)) if i + 1 < count => Some(Err(transaction::error(
                         "0A000",
                         "COPY FROM STDIN must be the last statement of a query string",
-                    )),
-                    Ok(copy) => self.copy_in(client, &statement, copy).await,
-                    Err(e) => Err(e),
-                };
-                match response {
-                    Ok(r) => responses.push(r),
-                    Err(e) => {
-                        responses.push(error_response(e));
-                        break 'statements;
-                    }
+                    ))),
+                    Some(Ok(copy)) => Some(self.copy_in(client, &statement, copy).await),
+                    Some(Err(e)) => Some(Err(e)),
+                    None => match self.cursor_statement(client, s, status).await {
+                        Some(response) => Some(response),
+                        None if settings::handles(s) => {
+                            Some(self.settings(client, s, &Format::UnifiedText).await)
+                        }
+                        None => None,
+                    },
+                },
+                None => None,
+            };
+            match answered {
+                Some(Ok(r)) => {
+                    responses.push(r);
+                    continue 'statements;
                 }
-                continue 'statements;
-            }
-            if let Some(s) = statement.as_sql()
-                && let Some(response) = self.cursor_statement(client, s, status).await
-            {
-                match response {
-                    Ok(r) => responses.push(r),
-                    Err(e) => {
-                        responses.push(error_response(e));
-                        break 'statements;
-                    }
+                Some(Err(e)) => {
+                    responses.push(error_response(e));
+                    break 'statements;
                 }
-                continue 'statements;
-            }
-            if let Some(s) = statement.as_sql()
-                && settings::handles(s)
-            {
-                match self.settings(client, s, &Format::UnifiedText).await {
-                    Ok(r) => responses.push(r),
-                    Err(e) => {
-                        responses.push(error_response(e));
-                        break 'statements;
-                    }
-                }
-                continue 'statements;
+                None => {}
             }
             let write = match self.check_write(client, &statement) {
                 Ok(write) => write,
