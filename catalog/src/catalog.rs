@@ -403,4 +403,77 @@ mod tests {
         }
         assert!(crate::model::validate_name("Sales 2024").is_ok());
     }
+
+    fn view(db: &str, name: &str, sql: &str) -> crate::View {
+        crate::View {
+            database: db.into(),
+            name: name.into(),
+            sql: sql.into(),
+            default_database: db.into(),
+            schema: Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)])),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn views_share_names_with_tables_and_survive_reopen() -> Result<()> {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let cat = open(&store, 2).await?;
+        cat.commit(vec![db("sales"), table("sales", "orders")])
+            .await?;
+        let create = |name: &str, sql: &str, replace| Op::CreateView {
+            view: view("sales", name, sql),
+            replace,
+        };
+        cat.commit(vec![create("v", "SELECT a FROM orders", false)])
+            .await?;
+        // a name is a table's or a view's, never both; OR REPLACE replaces views only
+        assert!(matches!(
+            cat.commit(vec![create("v", "SELECT 1", false)]).await,
+            Err(Error::ViewExists { .. })
+        ));
+        assert!(matches!(
+            cat.commit(vec![create("orders", "SELECT 1", true)]).await,
+            Err(Error::TableExists { .. })
+        ));
+        assert!(matches!(
+            cat.commit(vec![table("sales", "v")]).await,
+            Err(Error::ViewExists { .. })
+        ));
+        let first = cat.snapshot().view("sales", "v").expect("v").created_at;
+        cat.commit(vec![create("v", "SELECT 2 AS a", true)]).await?;
+        let reopened = open(&store, 2).await?;
+        let snap = reopened.snapshot();
+        let v = snap.view("sales", "v").expect("v");
+        assert_eq!(v.sql, "SELECT 2 AS a");
+        assert_eq!(
+            v.created_at, first,
+            "a replaced view keeps its creation time"
+        );
+        assert!(matches!(
+            reopened
+                .commit(vec![Op::DropDatabase {
+                    name: "sales".into(),
+                    cascade: false
+                }])
+                .await,
+            Err(Error::DatabaseNotEmpty { tables: 2, .. })
+        ));
+        reopened
+            .commit(vec![Op::DropView {
+                view: TableRef::new("sales", "v"),
+            }])
+            .await?;
+        assert!(matches!(
+            reopened
+                .commit(vec![Op::DropView {
+                    view: TableRef::new("sales", "v"),
+                }])
+                .await,
+            Err(Error::ViewNotFound { .. })
+        ));
+        assert_eq!(reopened.snapshot().views_in("sales").count(), 0);
+        Ok(())
+    }
 }

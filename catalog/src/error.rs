@@ -44,6 +44,12 @@ pub enum Error {
     #[error("table \"{table}\" already exists")]
     TableExists { table: TableRef },
 
+    #[error("view \"{view}\" does not exist")]
+    ViewNotFound { view: TableRef },
+
+    #[error("view \"{view}\" already exists")]
+    ViewExists { view: TableRef },
+
     #[error("crawler \"{crawler}\" does not exist")]
     CrawlerNotFound { crawler: String },
 

@@ -1,4 +1,4 @@
-//! tarn's catalog: databases, tables (external and managed), their Arrow schemas, partitions,
+//! tarn's catalog: databases, tables (external and managed), views, their Arrow schemas, partitions,
 //! versions and properties, and crawlers with their runs, persisted in the warehouse as a
 //! create-only log plus snapshots; the crawlers themselves; and the object-store registry.
 //!
@@ -23,7 +23,7 @@ pub use error::{Error, Result, TableRef};
 pub use model::{
     CRAWL_RUNS_KEPT, CatalogSnapshot, CrawlRun, Crawler, CrawlerOptions, Database,
     NULL_PARTITION_VALUE, Op, Partition, SchemaChangePolicy, SkippedFile, Table, TableFormat,
-    TableKind, TableVersion, validate_name,
+    TableKind, TableVersion, View, validate_name,
 };
 pub use store::{
     DEFAULT_STORE, ObjectStores, RequestCount, Secret, StoreConfig, StoresConfig,

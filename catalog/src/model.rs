@@ -165,6 +165,29 @@ impl Table {
     }
 }
 
+/// A view (Athena's `CREATE VIEW`, Glue's `VIRTUAL_VIEW`): a named query, planned again
+/// each time it is read. Its columns are fixed when it is created, as in Postgres and Athena:
+/// a read whose query no longer gives them fails as stale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct View {
+    pub database: String,
+    pub name: String,
+    /// The query, as SQL (a `SELECT`, normalized by the parser).
+    pub sql: String,
+    /// The database unqualified table names in `sql` are read from.
+    pub default_database: String,
+    /// The view's columns, as the query gave them when the view was created.
+    pub schema: SchemaRef,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl View {
+    pub fn table_ref(&self) -> TableRef {
+        TableRef::new(&self.database, &self.name)
+    }
+}
+
 /// An immutable view of the whole catalog at one version. Planning reads only this.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CatalogSnapshot {
@@ -174,6 +197,9 @@ pub struct CatalogSnapshot {
     /// Keyed by (database, table).
     #[serde(with = "table_map")]
     pub tables: BTreeMap<(String, String), Arc<Table>>,
+    /// Keyed by (database, view); a view's name is never also a table's.
+    #[serde(default, with = "view_map", skip_serializing_if = "BTreeMap::is_empty")]
+    pub views: BTreeMap<(String, String), Arc<View>>,
     #[serde(default)]
     pub crawlers: BTreeMap<String, Arc<Crawler>>,
     /// The latest runs of each crawler, oldest first (at most [`CRAWL_RUNS_KEPT`] each).
@@ -201,6 +227,32 @@ impl CatalogSnapshot {
             .map(|(_, t)| t)
     }
 
+    pub fn view(&self, database: &str, view: &str) -> Option<&Arc<View>> {
+        self.views.get(&(database.to_owned(), view.to_owned()))
+    }
+
+    /// Views of one database, in name order.
+    pub fn views_in(&self, database: &str) -> impl Iterator<Item = &Arc<View>> {
+        self.views
+            .range((database.to_owned(), String::new())..)
+            .take_while(move |((db, _), _)| db == database)
+            .map(|(_, v)| v)
+    }
+
+    /// Fails if `name` is already a table or a view.
+    fn check_name_free(&self, name: &TableRef) -> Result<()> {
+        let key = (name.database.clone(), name.table.clone());
+        if self.tables.contains_key(&key) {
+            return Err(Error::TableExists {
+                table: name.clone(),
+            });
+        }
+        if self.views.contains_key(&key) {
+            return Err(Error::ViewExists { view: name.clone() });
+        }
+        Ok(())
+    }
+
     /// Checks that `op` can be applied, then applies it.
     pub(crate) fn apply(&mut self, op: &Op) -> Result<()> {
         match op {
@@ -221,14 +273,18 @@ impl CatalogSnapshot {
                     });
                 }
                 let tables: Vec<_> = self.tables_in(name).map(|t| t.name.clone()).collect();
-                if !tables.is_empty() && !cascade {
+                let views: Vec<_> = self.views_in(name).map(|v| v.name.clone()).collect();
+                if !cascade && (!tables.is_empty() || !views.is_empty()) {
                     return Err(Error::DatabaseNotEmpty {
                         database: name.clone(),
-                        tables: tables.len(),
+                        tables: tables.len() + views.len(),
                     });
                 }
                 for t in tables {
                     self.tables.remove(&(name.clone(), t));
+                }
+                for v in views {
+                    self.views.remove(&(name.clone(), v));
                 }
                 self.databases.remove(name);
             }
@@ -243,12 +299,8 @@ impl CatalogSnapshot {
                         database: table.database.clone(),
                     });
                 }
+                self.check_name_free(&table.table_ref())?;
                 let key = (table.database.clone(), table.name.clone());
-                if self.tables.contains_key(&key) {
-                    return Err(Error::TableExists {
-                        table: table.table_ref(),
-                    });
-                }
                 self.tables.insert(key, Arc::new(table));
             }
             Op::DropTable { table } => {
@@ -257,6 +309,27 @@ impl CatalogSnapshot {
                     return Err(Error::TableNotFound {
                         table: table.clone(),
                     });
+                }
+            }
+            Op::CreateView { view, replace } => {
+                validate_name(&view.name)?;
+                if !self.databases.contains_key(&view.database) {
+                    return Err(Error::DatabaseNotFound {
+                        database: view.database.clone(),
+                    });
+                }
+                let key = (view.database.clone(), view.name.clone());
+                let mut view = view.clone();
+                match self.views.get(&key) {
+                    Some(old) if *replace => view.created_at = old.created_at,
+                    _ => self.check_name_free(&view.table_ref())?,
+                }
+                self.views.insert(key, Arc::new(view));
+            }
+            Op::DropView { view } => {
+                let key = (view.database.clone(), view.table.clone());
+                if self.views.remove(&key).is_none() {
+                    return Err(Error::ViewNotFound { view: view.clone() });
                 }
             }
             Op::UpdateTable { table, reason } => {
@@ -377,6 +450,14 @@ pub enum Op {
     },
     DropTable {
         table: TableRef,
+    },
+    /// Creates a view; with `replace`, a view of that name is replaced (not a table).
+    CreateView {
+        view: View,
+        replace: bool,
+    },
+    DropView {
+        view: TableRef,
     },
     /// Replaces a table's definition; a changed schema or partition columns make a new version.
     UpdateTable {
@@ -538,6 +619,31 @@ mod table_map {
         Ok(list
             .into_iter()
             .map(|t| ((t.database.clone(), t.name.clone()), Arc::new(t)))
+            .collect())
+    }
+}
+
+mod view_map {
+    //! Views are stored as a list, as tables are.
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::View;
+
+    type Map = BTreeMap<(String, String), Arc<View>>;
+
+    pub(super) fn serialize<S: Serializer>(map: &Map, s: S) -> Result<S::Ok, S::Error> {
+        let list: Vec<&View> = map.values().map(|v| v.as_ref()).collect();
+        list.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
+        let list = Vec::<View>::deserialize(d)?;
+        Ok(list
+            .into_iter()
+            .map(|v| ((v.database.clone(), v.name.clone()), Arc::new(v)))
             .collect())
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use tarn_catalog::{CatalogSnapshot, Partition, Table, TableFormat, TableKind, TableVersion};
+use tarn_catalog::{CatalogSnapshot, Partition, Table, TableFormat, TableKind, TableVersion, View};
 use tarn_sql::QueryEngine;
 
 use crate::aws::{ACCOUNT_ID as CATALOG_ID, AwsError};
@@ -53,19 +53,36 @@ pub(crate) async fn handle(
             let pattern = optional_string(body, "Expression")?
                 .map(glue_name_pattern)
                 .transpose()?;
-            let all: Vec<Value> = snapshot
+            let matches = |name: &str| pattern.as_ref().is_none_or(|p| p.is_match(name));
+            // tables and views, in name order (a name is never both)
+            let mut all: Vec<(&str, Value)> = snapshot
                 .tables_in(database)
-                .filter(|t| pattern.as_ref().is_none_or(|p| p.is_match(&t.name)))
-                .map(|t| catalog.table(t, None))
+                .filter(|t| matches(&t.name))
+                .map(|t| (t.name.as_str(), catalog.table(t, None)))
+                .chain(
+                    snapshot
+                        .views_in(database)
+                        .filter(|v| matches(&v.name))
+                        .map(|v| (v.name.as_str(), view(v))),
+                )
                 .collect();
+            all.sort_by(|a, b| a.0.cmp(b.0));
+            let all: Vec<Value> = all.into_iter().map(|(_, v)| v).collect();
             let (page, next) = paginate(all, body)?;
             Ok(with_token(json!({"TableList": page}), next))
         }
         "GetTable" => {
+            if let Some(found) = catalog.find_view(body, "Name")? {
+                return Ok(json!({"Table": view(&found)}));
+            }
             let table = catalog.find_table(body, "Name")?;
             Ok(json!({"Table": catalog.table(&table, None)}))
         }
         "GetTableVersions" => {
+            // a view has one version: CREATE OR REPLACE replaces it
+            if let Some(found) = catalog.find_view(body, "TableName")? {
+                return Ok(json!({"TableVersions": [{"Table": view(&found), "VersionId": "1"}]}));
+            }
             let table = catalog.find_table(body, "TableName")?;
             let versions: Vec<Value> = table
                 .history()
@@ -245,6 +262,13 @@ impl Glue<'_> {
             .ok_or_else(|| AwsError::not_found(format!("Database {name} not found.")))
     }
 
+    /// The view named by `body[key]` in `body["DatabaseName"]`, if that names a view.
+    fn find_view(&self, body: &Value, key: &str) -> Result<Option<Arc<View>>, AwsError> {
+        let database = string(body, "DatabaseName")?;
+        let name = string(body, key)?;
+        Ok(self.snapshot.view(database, name).cloned())
+    }
+
     fn find_table(&self, body: &Value, key: &str) -> Result<Arc<Table>, AwsError> {
         let database = string(body, "DatabaseName")?;
         let name = string(body, key)?;
@@ -320,6 +344,37 @@ impl Glue<'_> {
             "CatalogId": CATALOG_ID,
         })
     }
+}
+
+/// A view as Glue describes one (`VIRTUAL_VIEW`): its columns and its SQL. The SQL is
+/// tarn's, not Athena's encoded Presto view.
+fn view(view: &View) -> Value {
+    json!({
+        "Name": view.name,
+        "DatabaseName": view.database,
+        "CreateTime": epoch(view.created_at),
+        "UpdateTime": epoch(view.updated_at),
+        "Retention": 0,
+        "StorageDescriptor": {
+            "Columns": columns(&view.schema, |_| true),
+            "Location": "",
+            "Compressed": false,
+            "NumberOfBuckets": 0,
+            "SerdeInfo": {},
+            "BucketColumns": [],
+            "SortColumns": [],
+            "StoredAsSubDirectories": false,
+        },
+        "PartitionKeys": [],
+        "TableType": "VIRTUAL_VIEW",
+        "ViewOriginalText": view.sql,
+        "ViewExpandedText": view.sql,
+        "Parameters": {},
+        "CreatedBy": "tarn",
+        "IsRegisteredWithLakeFormation": false,
+        "CatalogId": CATALOG_ID,
+        "VersionId": "1",
+    })
 }
 
 fn column(f: &Field) -> Value {

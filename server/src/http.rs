@@ -205,7 +205,7 @@ async fn query(
             while let Some(batch) = stream
                 .try_next()
                 .await
-                .map_err(|e| QueryError(tarn_sql::Error::DataFusion(e)))?
+                .map_err(|e| QueryError(tarn_sql::Error::from(e)))?
             {
                 let take = batch.num_rows().min(state.max_rows - rows);
                 if take < batch.num_rows() {

@@ -125,7 +125,7 @@ impl UserDefinedLogicalNodeCore for RefreshTable {
 }
 
 /// Schema names that are not databases.
-const RESERVED_SCHEMAS: [&str; 3] = [
+pub(crate) const RESERVED_SCHEMAS: [&str; 3] = [
     crate::stores::SYSTEM_SCHEMA,
     "pg_catalog",
     "information_schema",
@@ -192,6 +192,8 @@ impl Session {
                 Ok(CommandTag::new("CREATE TABLE"))
             }
             DdlStatement::CreateMemoryTable(cmd) => self.create_managed_table(cmd).await,
+            DdlStatement::CreateView(cmd) => self.create_view(cmd).await,
+            DdlStatement::DropView(cmd) => self.drop_view(cmd).await,
             DdlStatement::DropTable(d) => {
                 let table = self.resolve(&d.name)?;
                 self.drop_table(table, d.if_exists).await?;
@@ -280,13 +282,11 @@ impl Session {
     }
 
     async fn drop_table(&self, table: TableRef, if_exists: bool) -> Result<()> {
-        let Some(entry) = self
-            .engine
-            .catalog
-            .snapshot()
-            .table(&table.database, &table.table)
-            .cloned()
-        else {
+        let snapshot = self.engine.catalog.snapshot();
+        let Some(entry) = snapshot.table(&table.database, &table.table).cloned() else {
+            if snapshot.view(&table.database, &table.table).is_some() {
+                return Err(crate::view::not_a(&table, "table", "DROP VIEW"));
+            }
             if if_exists {
                 return Ok(());
             }

@@ -228,6 +228,14 @@ async fn base_state(
     let system = system_schema(ingester.stores())?;
     crate::system::register(system.as_ref(), catalog)?;
     system.register_table(
+        "table_sizes".to_owned(),
+        Arc::new(crate::table::TableSizes::new(
+            Arc::clone(catalog),
+            Arc::clone(ingester),
+            config.metadata_ttl(),
+        )),
+    )?;
+    system.register_table(
         "deliveries".to_owned(),
         Arc::new(crate::delivery::DeliveriesTable { deliveries }),
     )?;

@@ -5,7 +5,7 @@ use datafusion::error::DataFusionError;
 pub enum Error {
     /// From DataFusion: SQL errors, planning errors, execution errors.
     #[error(transparent)]
-    DataFusion(#[from] DataFusionError),
+    DataFusion(DataFusionError),
 
     #[error(transparent)]
     Catalog(#[from] tarn_catalog::Error),
@@ -54,6 +54,14 @@ pub enum Error {
     #[error("{0}")]
     Parameter(String),
 
+    /// A statement about a view that cannot be done: a name given twice, a view that reads
+    /// itself, one gone stale, a table named where a view must be (or the other way).
+    #[error("{message}")]
+    View {
+        message: String,
+        sqlstate: &'static str,
+    },
+
     /// A bulk load whose columns do not fit its table.
     #[error("load into {table}: {reason}")]
     Load {
@@ -61,6 +69,30 @@ pub enum Error {
         reason: String,
         sqlstate: &'static str,
     },
+}
+
+/// A tarn error raised inside DataFusion (by a table provider) comes back out as itself.
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        match e {
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(tarn) => *tarn,
+                Err(other) => Self::DataFusion(DataFusionError::External(other)),
+            },
+            // raised during planning or execution, it may come wrapped
+            e => match e.find_root() {
+                DataFusionError::External(inner)
+                    if let Some(Error::View { message, sqlstate }) = inner.downcast_ref() =>
+                {
+                    Self::View {
+                        message: message.clone(),
+                        sqlstate,
+                    }
+                }
+                _ => Self::DataFusion(e),
+            },
+        }
+    }
 }
 
 impl From<arrow::error::ArrowError> for Error {
@@ -85,7 +117,8 @@ impl Error {
             Self::Catalog(C::DatabaseExists { .. }) => "42P06",
             Self::Catalog(C::DatabaseNotEmpty { .. }) => "2BP01",
             Self::Catalog(C::TableNotFound { .. }) => "42P01",
-            Self::Catalog(C::TableExists { .. }) => "42P07",
+            Self::Catalog(C::TableExists { .. } | C::ViewExists { .. }) => "42P07",
+            Self::Catalog(C::ViewNotFound { .. }) => "42P01",
             Self::Catalog(C::InvalidName { .. }) => "42602",
             Self::Catalog(C::CrawlerNotFound { .. }) => "42704",
             Self::Catalog(C::CrawlerExists { .. }) => "42710",
@@ -122,7 +155,7 @@ impl Error {
             Self::Location { .. } => "58P01",
             Self::Config { .. } => "F0000",
             Self::Parameter(_) => "22023",
-            Self::Load { sqlstate, .. } => sqlstate,
+            Self::Load { sqlstate, .. } | Self::View { sqlstate, .. } => sqlstate,
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Owns: the session factory ([`QueryEngine::session`]), the catalog and table providers (Delta
 //! and Parquet / CSV / JSON listings), tarn's own statements (persisted `CREATE EXTERNAL TABLE`,
-//! managed `CREATE TABLE [AS]`, `INSERT` as Delta commits, databases), and `pg_catalog` /
+//! managed `CREATE TABLE [AS]`, `INSERT` as Delta commits, views, databases), and `pg_catalog` /
 //! `information_schema`.
 //! Must not: know a wire protocol. Errors carry a SQLSTATE ([`Error::sqlstate`]) that the
 //! server maps to each protocol.
@@ -27,6 +27,7 @@ mod stores;
 mod stream_table;
 mod system;
 mod table;
+mod view;
 
 pub use config::EngineConfig;
 pub use crawl::{CrawlerStatement, crawler_options};

@@ -118,6 +118,12 @@ impl SchemaProvider for TarnPgCatalog {
         if name == "pg_roles" {
             return Ok(Some(Arc::new(PgRoles { roles: table })));
         }
+        if name == "pg_views" {
+            return Ok(Some(Arc::new(PgViews {
+                views: table,
+                catalogs: Arc::clone(&self.catalogs),
+            })));
+        }
         if name == "pg_settings" {
             return Ok(Some(Arc::new(PgSettingsTable { crate_rows: table })));
         }
@@ -494,6 +500,71 @@ impl TableProvider for PgRoles {
             batches.push(login_role(&self.schema(), &user.0)?);
         }
         MemTable::try_new(self.schema(), vec![batches])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+/// `pg_views`: every view of every schema, with its query (`pg_get_viewdef` reads it).
+/// tarn's own views (`system.*`) are computed by tarn, not by a query: their definition is
+/// NULL.
+#[derive(Debug)]
+struct PgViews {
+    /// The crate's (empty) `pg_views`, for its columns.
+    views: Arc<dyn TableProvider>,
+    catalogs: Arc<dyn CatalogProviderList>,
+}
+
+#[async_trait]
+impl TableProvider for PgViews {
+    fn schema(&self) -> SchemaRef {
+        self.views.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (mut schemas, mut names, mut definitions) = (Vec::new(), Vec::new(), Vec::new());
+        for catalog in self.catalogs.catalog_names() {
+            let Some(catalog) = self.catalogs.catalog(&catalog) else {
+                continue;
+            };
+            for schema_name in catalog.schema_names() {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                for name in schema.table_names() {
+                    if schema.table_type(&name).await? != Some(TableType::View) {
+                        continue;
+                    }
+                    let Some(view) = schema.table(&name).await? else {
+                        continue;
+                    };
+                    schemas.push(schema_name.clone());
+                    names.push(name);
+                    definitions.push(view.get_table_definition().map(str::to_owned));
+                }
+            }
+        }
+        let owners = vec!["postgres"; names.len()];
+        let batch = RecordBatch::try_new(
+            self.schema(),
+            vec![
+                Arc::new(StringArray::from(schemas)),
+                Arc::new(StringArray::from(names)),
+                Arc::new(StringArray::from(owners)),
+                Arc::new(StringArray::from(definitions)),
+            ],
+        )?;
+        MemTable::try_new(self.schema(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)
             .await
     }

@@ -12,7 +12,7 @@
 //! derived table under the same name, so Postgres's types and names reach the client and
 //! `pg_catalog` stays the one source of truth. The views of constraints are empty: tarn
 //! tables have no primary, unique or foreign keys, no check constraints (`pg_constraint`
-//! is empty too). `tables`, `schemata`, `views` and the rest are DataFusion's, whose columns
+//! is empty too). `tables`, `schemata` and the rest are DataFusion's, whose columns
 //! and values already match Postgres's for what clients read from them.
 //! Flight SQL and in-process sessions keep DataFusion's views (with Arrow type names).
 
@@ -159,10 +159,27 @@ const CONSTRAINT_VIEWS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// `information_schema.views` as Postgres defines it (DataFusion's has `definition` where
+/// Postgres has `view_definition`), over `pg_views`. tarn's views are read-only.
+const VIEWS: &str = "
+SELECT CAST(current_database() AS TEXT) AS table_catalog,
+       v.schemaname AS table_schema,
+       v.viewname AS table_name,
+       v.definition AS view_definition,
+       'NONE' AS check_option,
+       'NO' AS is_updatable,
+       'NO' AS is_insertable_into,
+       'NO' AS is_trigger_updatable,
+       'NO' AS is_trigger_deletable,
+       'NO' AS is_trigger_insertable_into
+FROM pg_catalog.pg_views AS v";
+
 /// The query of view `name`, if it is one tarn defines.
 fn view(name: &str) -> Option<String> {
-    if name == "columns" {
-        return Some(COLUMNS.to_owned());
+    match name {
+        "columns" => return Some(COLUMNS.to_owned()),
+        "views" => return Some(VIEWS.to_owned()),
+        _ => {}
     }
     let (_, columns) = CONSTRAINT_VIEWS.iter().find(|(v, _)| *v == name)?;
     let list: Vec<String> = columns
@@ -254,6 +271,7 @@ mod tests {
     #[test]
     fn every_view_parses() {
         assert!(parse_query(COLUMNS).is_some());
+        assert!(parse_query(VIEWS).is_some());
         for (name, _) in CONSTRAINT_VIEWS {
             assert!(
                 view(name).and_then(|sql| parse_query(&sql)).is_some(),

@@ -13,6 +13,7 @@ use tarn_ingest::Ingester;
 use tarn_ingest::delivery::Deliveries;
 
 use crate::table::LakeTableProvider;
+use crate::view::LakeViewProvider;
 
 /// The `tarn` catalog. Databases come from the tarn catalog's current snapshot; system schemas
 /// (`pg_catalog`, registered once when the engine builds its base session state) live beside
@@ -99,13 +100,24 @@ pub(crate) struct LakeSchemaProvider {
 #[async_trait]
 impl SchemaProvider for LakeSchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        self.snapshot
+        let mut names: Vec<String> = self
+            .snapshot
             .tables_in(&self.database)
             .map(|t| t.name.clone())
-            .collect()
+            .chain(
+                self.snapshot
+                    .views_in(&self.database)
+                    .map(|v| v.name.clone()),
+            )
+            .collect();
+        names.sort();
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(view) = self.snapshot.view(&self.database, name) {
+            return Ok(Some(Arc::new(LakeViewProvider::new(Arc::clone(view)))));
+        }
         Ok(self.snapshot.table(&self.database, name).map(|t| {
             Arc::new(
                 LakeTableProvider::new(
@@ -120,5 +132,6 @@ impl SchemaProvider for LakeSchemaProvider {
 
     fn table_exist(&self, name: &str) -> bool {
         self.snapshot.table(&self.database, name).is_some()
+            || self.snapshot.view(&self.database, name).is_some()
     }
 }

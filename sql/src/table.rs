@@ -502,3 +502,118 @@ impl TableProvider for LakeTableProvider {
         }
     }
 }
+
+impl LakeTableProvider {
+    /// The data files a full scan of the table reads: how many, and their bytes. Delta
+    /// tables count the files of their current snapshot (not older versions' files still in
+    /// the folder), listings the files they list.
+    pub(crate) async fn data_files(&self, state: &dyn Session) -> DfResult<(u64, u64)> {
+        use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+        use datafusion::datasource::physical_plan::FileScanConfig;
+        use datafusion::datasource::source::DataSourceExec;
+
+        let plan = self.scan(state, None, &[], None).await?;
+        let mut files = std::collections::HashMap::new();
+        plan.apply(|node| {
+            if let Some(exec) = node.downcast_ref::<DataSourceExec>()
+                && let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>()
+            {
+                for file in config.file_groups.iter().flat_map(|g| g.files()) {
+                    files.insert(file.object_meta.location.clone(), file.object_meta.size);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok((files.len() as u64, files.values().sum()))
+    }
+}
+
+/// `system.table_sizes`: each table's data files and their bytes (psql's `\dt+`,
+/// `pg_table_size` and the other size functions read it). Each scan looks at every table,
+/// through the cached listings and Delta snapshots; a table that cannot be read has NULL
+/// counts and the reason in `error`.
+#[derive(Debug)]
+pub(crate) struct TableSizes {
+    catalog: Arc<tarn_catalog::Catalog>,
+    ingester: Arc<Ingester>,
+    metadata_ttl: Duration,
+}
+
+impl TableSizes {
+    pub(crate) fn new(
+        catalog: Arc<tarn_catalog::Catalog>,
+        ingester: Arc<Ingester>,
+        metadata_ttl: Duration,
+    ) -> Self {
+        Self {
+            catalog,
+            ingester,
+            metadata_ttl,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for TableSizes {
+    fn schema(&self) -> SchemaRef {
+        use arrow_schema::{DataType, Field, Schema};
+        Arc::new(Schema::new(vec![
+            Field::new("database", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("files", DataType::Int64, true),
+            Field::new("bytes", DataType::Int64, true),
+            Field::new("error", DataType::Utf8, true),
+        ]))
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        use arrow::array::{Int64Array, RecordBatch, StringArray};
+        let snapshot = self.catalog.snapshot();
+        let (mut databases, mut names, mut files, mut bytes, mut errors) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for table in snapshot.tables.values() {
+            let provider = LakeTableProvider::new(
+                Arc::clone(table),
+                Arc::clone(&self.ingester),
+                self.metadata_ttl,
+            );
+            databases.push(table.database.clone());
+            names.push(table.name.clone());
+            match provider.data_files(state).await {
+                Ok((n, b)) => {
+                    files.push(i64::try_from(n).ok());
+                    bytes.push(i64::try_from(b).ok());
+                    errors.push(None);
+                }
+                Err(e) => {
+                    files.push(None);
+                    bytes.push(None);
+                    errors.push(Some(Error::from(e).to_string()));
+                }
+            }
+        }
+        let batch = RecordBatch::try_new(
+            self.schema(),
+            vec![
+                Arc::new(StringArray::from(databases)),
+                Arc::new(StringArray::from(names)),
+                Arc::new(Int64Array::from(files)),
+                Arc::new(Int64Array::from(bytes)),
+                Arc::new(StringArray::from(errors)),
+            ],
+        )?;
+        datafusion::datasource::MemTable::try_new(self.schema(), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}

@@ -80,6 +80,12 @@ class Lake:
             return (self.path / key).read_bytes()
         return self.s3.get_object(Bucket=S3_BUCKET, Key=self.prefix + key)["Body"].read()
 
+    def delete(self, key: str) -> None:
+        if not S3_ENDPOINT:
+            (self.path / key).unlink()
+            return
+        self.s3.delete_object(Bucket=S3_BUCKET, Key=self.prefix + key)
+
     def write(self, key: str, data: bytes) -> None:
         if not S3_ENDPOINT:
             (self.path / key).write_bytes(data)
@@ -315,6 +321,36 @@ def tarn_demo(tmp_path_factory):
             t.stop()
 
 
+# Views over the demo's tables, for the clients' view reflection (see `tarn_views`).
+DEMO_VIEWS = {
+    "big_orders": "SELECT o_orderkey, o_totalprice FROM demo.orders "
+                  "WHERE o_totalprice > 300000",
+    "orders_per_status": "SELECT o_orderstatus, count(*) FROM demo.orders "
+                         "GROUP BY o_orderstatus",
+}
+
+
+@pytest.fixture(scope="session")
+def tarn_views(tmp_path_factory):
+    """A demo server with the views of DEMO_VIEWS (`orders_per_status` names its columns
+    `status, orders`), shared by the session; kept apart from `tarn_demo`, whose relations
+    other tests list."""
+    import psycopg
+
+    wh = tmp_path_factory.mktemp("views") / "warehouse"
+    t = start_tarn(wh, demo=True)
+    try:
+        with psycopg.connect(host=t.pg_host, port=t.pg_port, user="tarn", dbname="tarn",
+                             autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f"CREATE VIEW demo.big_orders AS {DEMO_VIEWS['big_orders']}")
+            conn.execute("CREATE VIEW demo.orders_per_status (status, orders) AS "
+                         + DEMO_VIEWS["orders_per_status"])
+        yield t
+    finally:
+        if not t.stopped:
+            t.stop()
+
+
 # ---- the demo database ------------------------------------------------------------------
 DEMO_TABLES = [
     "customer", "events", "lineitem", "nation", "orders", "part", "partsupp", "region",
@@ -322,7 +358,7 @@ DEMO_TABLES = [
 ]
 SYSTEM_VIEWS = [
     "crawler_runs", "crawler_skipped_files", "crawlers", "deliveries",
-    "object_store_requests", "partitions", "table_versions",
+    "object_store_requests", "partitions", "table_sizes", "table_versions",
 ]
 
 

@@ -105,7 +105,7 @@ def test_error_sqlstate(tarn_demo):
                 await c.fetch("SELECT no_such_fn(1) AS x")
             assert ei.value.sqlstate == "42883"
             with pytest.raises(asyncpg.exceptions.FeatureNotSupportedError) as ei:
-                await c.execute("CREATE VIEW v AS SELECT 1 AS a")
+                await c.execute("CREATE MATERIALIZED VIEW v AS SELECT 1 AS a")
             assert ei.value.sqlstate == "0A000"
             assert await c.fetchval("SELECT count(*) AS n FROM demo.region") == 5
         finally:

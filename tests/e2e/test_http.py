@@ -65,7 +65,7 @@ def test_errors(tarn):
     cases = [
         ("SELECT * FROM no_such_table", "42P01"),
         ("SELEC 1", "42601"),
-        ("CREATE VIEW v AS SELECT 1 AS a", "0A000"),
+        ("CREATE MATERIALIZED VIEW v AS SELECT 1 AS a", "0A000"),
         ("SELECT no_such_fn(1) AS x", "42883"),
         ("DROP DATABASE no_such_db", "3F000"),
     ]

@@ -105,9 +105,14 @@ def test_databases(pgx):
     assert tarn_row[2] == "UTF8", tarn_row
 
 
-def test_view_definition(pgx):
-    sql = pgx.view_definition("system.crawlers")
-    assert sql.startswith('CREATE OR REPLACE VIEW "system"."crawlers" AS'), sql
+def test_view_definition(tarn_views):
+    ex = PGExecute("tarn", "tarn", "", tarn_views.pg_host, tarn_views.pg_port)
+    try:
+        sql = ex.view_definition("demo.big_orders")
+    finally:
+        ex.conn.close()
+    assert sql == ('CREATE OR REPLACE VIEW "demo"."big_orders" AS \n'
+                   + conftest.DEMO_VIEWS["big_orders"]), sql
 
 
 def test_completion_refresher_all(pgx, tarn_demo):

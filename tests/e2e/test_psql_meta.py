@@ -8,7 +8,7 @@ import subprocess
 
 PSQL = os.environ.get("PSQL", "/usr/bin/psql")
 
-from conftest import DEMO_TABLES, SYSTEM_VIEWS
+from conftest import DEMO_TABLES, DEMO_VIEWS, SYSTEM_VIEWS
 
 
 def psql(t, *args, input=None, timeout=60):
@@ -91,7 +91,7 @@ def test_dv_system_views(tarn_demo):
     title, headers, rows = one_table(out)
     assert title == "List of relations"
     assert [(r[0], r[1], r[2]) for r in rows] == [("system", v, "view") for v in SYSTEM_VIEWS]
-    assert "(7 rows)" in out
+    assert "(8 rows)" in out
 
 
 def test_d_orders_types_and_nullability(tarn_demo):
@@ -146,10 +146,20 @@ def test_d_view(tarn_demo):
                                     "created_at"]
 
 
-def test_sv_shows_view_definition(tarn_demo):
-    out = ok(tarn_demo, "-c", r"\sv system.crawlers")
-    assert out.startswith("CREATE OR REPLACE VIEW system.crawlers AS\n"), out
-    assert "select" in out.lower()
+def test_sv_shows_view_definition(tarn_views):
+    out = ok(tarn_views, "-c", r"\sv demo.big_orders")
+    assert out == f"CREATE OR REPLACE VIEW demo.big_orders AS\n{DEMO_VIEWS['big_orders']}\n"
+
+
+def test_dv_and_d_of_a_view(tarn_views):
+    title, headers, rows = one_table(ok(tarn_views, "-c", r"\dv demo.*"))
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("demo", "big_orders", "view"), ("demo", "orders_per_status", "view")]
+    out = ok(tarn_views, "-c", r"\d+ demo.orders_per_status")
+    title, headers, rows = one_table(out)
+    assert title == 'View "demo.orders_per_status"'
+    assert [(r[0], r[1]) for r in rows] == [("status", "text"), ("orders", "bigint")]
+    assert out.endswith("View definition:\n" + DEMO_VIEWS["orders_per_status"] + "\n\n"), out
 
 
 def test_df(tarn_demo):

@@ -146,7 +146,7 @@ def test_untyped_text_param_binary(tarn):
 ERROR_CASES = [
     ("42P01", "SELECT * FROM no_such_table"),
     ("42601", "SELEC 1"),
-    ("0A000", "CREATE VIEW v AS SELECT 1 AS a"),
+    ("0A000", "CREATE MATERIALIZED VIEW v AS SELECT 1 AS a"),
     ("0A000", "CREATE TEMPORARY TABLE tt (a INT)"),
     ("0A000", "DROP SCHEMA public"),
     ("42703", "SELECT no_such_column FROM errs.t"),

@@ -122,10 +122,30 @@ def test_view_names(engine):
         assert insp.get_materialized_view_names(schema="system") == []
 
 
-def test_view_definition(engine):
-    with inspector(engine) as insp:
-        definition = insp.get_view_definition("crawlers", schema="system")
-        assert isinstance(definition, str) and "select" in definition.lower(), definition
+@pytest.fixture(params=DRIVERS)
+def views_engine(request, tarn_views):
+    e = sa.create_engine(
+        f"postgresql+{request.param}://tarn@{tarn_views.pg_host}:{tarn_views.pg_port}/tarn",
+        connect_args={"connect_timeout": 10},
+        poolclass=sa.pool.NullPool,
+    )
+    yield e
+    e.dispose()
+
+
+def test_view_definition(views_engine):
+    with inspector(views_engine) as insp:
+        assert insp.get_view_names(schema="demo") == ["big_orders", "orders_per_status"]
+        assert "big_orders" not in insp.get_table_names(schema="demo")
+        assert insp.get_view_definition("big_orders", schema="demo") == \
+            conftest.DEMO_VIEWS["big_orders"]
+        cols = insp.get_columns("orders_per_status", schema="demo")
+        assert [(c["name"], type(c["type"])) for c in cols] == [
+            ("status", pg.TEXT), ("orders", pg.BIGINT)]
+    with views_engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT status, orders FROM demo.orders_per_status ORDER BY status")).all()
+        assert [r[0] for r in rows] == ["F", "O", "P"] and sum(r[1] for r in rows) == 15000
 
 
 ORDERS_COLUMNS = [

@@ -231,7 +231,7 @@ impl Stream for Tracked {
             }
             Some(Poll::Ready(Some(Err(e)))) => {
                 self.registration = None;
-                let status = super::status(tarn_sql::Error::DataFusion(e));
+                let status = super::status(tarn_sql::Error::from(e));
                 Poll::Ready(Some(Err(FlightError::Tonic(Box::new(status)))))
             }
             Some(Poll::Ready(None)) => {

@@ -178,9 +178,7 @@ impl Cursor {
         let batch = match self.pending.take() {
             Some(batch) => batch,
             None => match self.stream.next().await {
-                Some(batch) => {
-                    batch.map_err(|e| super::pg_error(tarn_sql::Error::DataFusion(e)))?
-                }
+                Some(batch) => batch.map_err(|e| super::pg_error(tarn_sql::Error::from(e)))?,
                 None => return Ok(None),
             },
         };

@@ -346,7 +346,7 @@ impl TarnQueryHandler {
                     .session
                     .context()
                     .read_batch(batch)
-                    .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+                    .map_err(|e| pg_error(tarn_sql::Error::from(e)))?;
                 let options = Arc::new(settings::format_options(client.metadata()));
                 let control = self.start(client);
                 encode_rows(self.session.executor(), df, format, options, None, &control)
@@ -469,7 +469,7 @@ impl TarnQueryHandler {
         let plan = plan
             .clone()
             .replace_params_with_values(&params)
-            .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+            .map_err(|e| pg_error(tarn_sql::Error::from(e)))?;
         if let Some((declare, _)) = statement.as_sql().and_then(declared_cursor) {
             return self.declare(declare, plan, names.clone(), status).await;
         }
@@ -597,7 +597,7 @@ impl TarnQueryHandler {
         let collect = async {
             let mut out = Vec::new();
             while let Some(batch) = batches.next().await {
-                let batch = batch.map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+                let batch = batch.map_err(|e| pg_error(tarn_sql::Error::from(e)))?;
                 let batch = text::postgres_text_forms(&fields, batch)?;
                 out.extend(writer.rows(batch)?);
             }
@@ -777,7 +777,7 @@ async fn on_executor<T: Send + 'static>(
         .executor()
         .run(work)
         .await
-        .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?
+        .map_err(|e| pg_error(tarn_sql::Error::from(e)))?
 }
 
 /// `df`'s rows in the client's formats, under Postgres' column names, stopped by `control`.
@@ -1260,7 +1260,7 @@ pub(crate) struct TarnQueryParser {
 /// describes itself as.
 fn empty_plan(schema: datafusion::arrow::datatypes::SchemaRef) -> PgWireResult<LogicalPlan> {
     let schema = datafusion::common::DFSchema::try_from(schema)
-        .map_err(|e| pg_error(tarn_sql::Error::DataFusion(e)))?;
+        .map_err(|e| pg_error(tarn_sql::Error::from(e)))?;
     Ok(LogicalPlan::EmptyRelation(
         datafusion::logical_expr::EmptyRelation {
             produce_one_row: false,
