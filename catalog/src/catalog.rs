@@ -410,6 +410,7 @@ mod tests {
             name: name.into(),
             sql: sql.into(),
             default_database: db.into(),
+            settings: BTreeMap::new(),
             schema: Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)])),
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -426,6 +426,16 @@ async fn plan_crawl(
     let mut seen = BTreeMap::new();
     let mut changed = Vec::new();
     for candidate in candidates {
+        if snapshot.view(&crawler.database, &candidate.name).is_some() {
+            report.skip(
+                candidate.location.clone(),
+                format!(
+                    "\"{}.{}\" is a view; drop it, or set a table prefix, to crawl this folder",
+                    crawler.database, candidate.name
+                ),
+            );
+            continue;
+        }
         let existing = snapshot.table(&crawler.database, &candidate.name).cloned();
         if let Some(t) = &existing {
             let ours = t.properties.get("crawler") == Some(&crawler.name);

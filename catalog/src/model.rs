@@ -176,6 +176,9 @@ pub struct View {
     pub sql: String,
     /// The database unqualified table names in `sql` are read from.
     pub default_database: String,
+    /// The engine settings `sql` is planned with (those that change its types), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
     /// The view's columns, as the query gave them when the view was created.
     pub schema: SchemaRef,
     pub created_at: DateTime<Utc>,

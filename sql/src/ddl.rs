@@ -382,6 +382,16 @@ impl Session {
             }
             .into());
         }
+        // a view's name is taken too (IF NOT EXISTS skips it, as Postgres does a relation)
+        if snapshot.view(&table.database, &table.table).is_some() {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return Err(tarn_catalog::Error::ViewExists {
+                view: table.clone(),
+            }
+            .into());
+        }
         tarn_catalog::validate_name(&table.table)?;
         Ok(true)
     }

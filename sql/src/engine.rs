@@ -61,6 +61,8 @@ pub(crate) struct EngineInner {
     pg_parser: crate::pg_parse::PgParser,
     /// Where queries run: a pool of their own, beside the server's runtime.
     executor: crate::Executor,
+    /// The `pg_class` OIDs of lake tables, for RowDescriptions.
+    pub(crate) table_oids: crate::origins::TableOids,
 }
 
 impl QueryEngine {
@@ -146,6 +148,7 @@ impl QueryEngine {
                 base,
                 pg_parser: crate::pg_parse::PgParser::default(),
                 executor,
+                table_oids: crate::origins::TableOids::default(),
             }),
         })
     }
@@ -752,7 +755,7 @@ impl Session {
             .postgres_wire
             .load(std::sync::atomic::Ordering::Relaxed)
         {
-            return signed_outputs(plan);
+            return self.with_origins(signed_outputs(plan)?).await;
         }
         Ok(plan)
     }

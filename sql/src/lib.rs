@@ -15,6 +15,7 @@ mod engine;
 mod error;
 mod executor;
 mod ingest;
+mod origins;
 pub mod params;
 mod pg_catalog;
 mod pg_functions;
@@ -39,6 +40,7 @@ pub use engine::{
 pub use error::{Error, Result, datafusion_sqlstate};
 pub use executor::Executor;
 pub use ingest::{IfExists, IfMissing};
+pub use origins::{COLUMN_NUMBER, TABLE_OID};
 pub use pg_catalog::{PgSetting, numeric_typmod};
 pub use pg_functions::PG_SERVER_VERSION;
 pub use pg_parse::bytea_input;

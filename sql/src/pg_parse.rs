@@ -130,6 +130,14 @@ impl PgParser {
                 crate::pg_names::alias_duplicates(statement);
             }
         }
+        // a view's columns are named as Postgres names a query's (`count`, not `count(*)`)
+        for statement in &mut statements {
+            if let Statement::CreateView(view) = statement
+                && view.columns.is_empty()
+            {
+                name_outputs(&mut view.query);
+            }
+        }
         Ok(statements)
     }
 
@@ -146,7 +154,7 @@ impl PgParser {
             && !lower.contains("_description")
             && !lower.contains("pg_table_is_visible")
             && !lower.contains("pg_get_viewdef")
-            && !lower.contains("_size(")
+            && !lower.contains("_size")
         {
             return Ok(parsed);
         }
@@ -1250,6 +1258,10 @@ fn function_lookup(expr: &Expr) -> Option<Query> {
         ),
         ("pg_table_is_visible", [relation]) => return table_visibility(relation),
         ("pg_get_viewdef", [relation] | [relation, _]) => return view_definition(relation),
+        // tarn tables have only the main fork
+        ("pg_relation_size", [_, fork]) if !is_text(fork, "main") => {
+            return parse_query("SELECT CAST(0 AS BIGINT)");
+        }
         (
             "pg_table_size" | "pg_total_relation_size" | "pg_relation_size",
             [relation] | [relation, _],
@@ -1320,6 +1332,11 @@ fn view_definition(relation: &Expr) -> Option<Query> {
          ON tarn_v.schemaname = tarn_r.nspname AND tarn_v.viewname = tarn_r.relname \
          WHERE tarn_r.oid = {relation}"
     ))
+}
+
+/// Whether `expr` is the text literal `text`.
+fn is_text(expr: &Expr, text: &str) -> bool {
+    matches!(expr, Expr::Value(v) if matches!(&v.value, Value::SingleQuotedString(t) if t == text))
 }
 
 /// `pg_table_size(relation)`, `pg_relation_size(relation [, fork])` and

@@ -55,6 +55,10 @@ impl LakeTableProvider {
         }
     }
 
+    pub(crate) fn table(&self) -> &Arc<Table> {
+        &self.table
+    }
+
     pub(crate) fn with_deliveries(mut self, deliveries: Option<Arc<Deliveries>>) -> Self {
         self.deliveries = deliveries;
         self
@@ -512,7 +516,22 @@ impl LakeTableProvider {
         use datafusion::datasource::physical_plan::FileScanConfig;
         use datafusion::datasource::source::DataSourceExec;
 
-        let plan = self.scan(state, None, &[], None).await?;
+        // the files only: no footers read for statistics
+        let plan = match state
+            .as_any()
+            .downcast_ref::<datafusion::execution::SessionState>()
+        {
+            Some(state) => {
+                let mut state = state.clone();
+                state
+                    .config_mut()
+                    .options_mut()
+                    .execution
+                    .collect_statistics = false;
+                self.scan(&state, None, &[], None).await?
+            }
+            None => self.scan(state, None, &[], None).await?,
+        };
         let mut files = std::collections::HashMap::new();
         plan.apply(|node| {
             if let Some(exec) = node.downcast_ref::<DataSourceExec>()

@@ -34,6 +34,14 @@ tokio::task_local! {
     static EXPANDING: Vec<TableRef>;
 }
 
+/// The settings a view's query is planned with as they were when it was created: they
+/// change what literals and time zones mean, and so the columns' types.
+const PLANNING_SETTINGS: [&str; 3] = [
+    "datafusion.sql_parser.parse_float_as_decimal",
+    "datafusion.sql_parser.enable_ident_normalization",
+    "datafusion.execution.time_zone",
+];
+
 /// How many views deep a read may go.
 const MAX_DEPTH: usize = 32;
 
@@ -43,6 +51,22 @@ impl Session {
             return Err(Error::not_supported("temporary views"));
         }
         let name = self.resolve(&cmd.name)?;
+        if cmd.or_replace
+            && self
+                .engine
+                .catalog
+                .snapshot()
+                .table(&name.database, &name.table)
+                .is_some()
+        {
+            return Err(not_a(&name, "view", "DROP TABLE first"));
+        }
+        if !cmd.input.get_parameter_types()?.is_empty() {
+            return Err(Error::View {
+                sqlstate: "42P02",
+                message: "a view's query cannot have parameters ($1)".to_owned(),
+            });
+        }
         if crate::ddl::RESERVED_SCHEMAS.contains(&name.database.as_str()) {
             return Err(tarn_catalog::Error::InvalidName {
                 name: name.database,
@@ -86,24 +110,33 @@ impl Session {
             .iter()
             .zip(&own_names)
             .map(|(f, own)| {
+                // Postgres's views never say a column has no NULLs (`attnotnull`): what the
+                // query gives may change while the view stays
                 let mut metadata = f.metadata().clone();
                 metadata.insert(QUERY_COLUMN.to_owned(), own.clone());
-                f.as_ref().clone().with_metadata(metadata)
+                f.as_ref()
+                    .clone()
+                    .with_nullable(true)
+                    .with_metadata(metadata)
             })
             .collect();
-        let default_database = self
-            .ctx
-            .state()
+        let state = self.ctx.state();
+        let default_database = state.config_options().catalog.default_schema.clone();
+        // what else planning depends on: the view reads the same in every session
+        let settings = state
             .config_options()
-            .catalog
-            .default_schema
-            .clone();
+            .entries()
+            .into_iter()
+            .filter(|e| PLANNING_SETTINGS.contains(&e.key.as_str()))
+            .filter_map(|e| Some((e.key, e.value?)))
+            .collect();
         let now = Utc::now();
         let view = View {
             database: name.database,
             name: name.table,
             sql: query.to_string(),
             default_database,
+            settings,
             schema: Arc::new(Schema::new(fields)),
             created_at: now,
             updated_at: now,
@@ -155,10 +188,18 @@ impl Session {
             }
             return Err(tarn_catalog::Error::ViewNotFound { view: name }.into());
         }
-        self.engine
+        match self
+            .engine
             .catalog
             .commit(vec![Op::DropView { view: name }])
-            .await?;
+            .await
+        {
+            // dropped meanwhile by another session
+            Err(tarn_catalog::Error::ViewNotFound { .. }) if cmd.if_exists => {}
+            other => {
+                other?;
+            }
+        }
         Ok(CommandTag::new("DROP VIEW"))
     }
 }
@@ -195,6 +236,10 @@ impl LakeViewProvider {
         Self { view }
     }
 
+    pub(crate) fn view(&self) -> &Arc<View> {
+        &self.view
+    }
+
     /// The view's query, planned in `state` as it is written.
     async fn query_plan(&self, state: &SessionState) -> DfResult<LogicalPlan> {
         let view = &self.view;
@@ -204,7 +249,11 @@ impl LakeViewProvider {
             DataFusionError::Internal(format!("view {} holds several statements", view.name))
         })?;
         let mut state = state.clone();
-        state.config_mut().options_mut().catalog.default_schema = view.default_database.clone();
+        let options = state.config_mut().options_mut();
+        options.catalog.default_schema = view.default_database.clone();
+        for (key, value) in &view.settings {
+            options.set(key, value)?;
+        }
         state
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
             .await
@@ -231,7 +280,15 @@ impl LakeViewProvider {
                 [one] => Some(one.1),
                 _ => found.iter().find(|(j, _)| *j == i).map(|(_, c)| *c),
             };
+            let mut metadata = field.metadata().clone();
+            metadata.remove(QUERY_COLUMN);
             match found {
+                Some((_, f)) if *f.metadata() != metadata => {
+                    return Err(stale(
+                        view,
+                        &format!("the field metadata of column \"{own}\" changed"),
+                    ));
+                }
                 Some((qualifier, f)) if f.data_type() == field.data_type() => columns.push(
                     Expr::Column(Column::new(qualifier.cloned(), f.name())).alias(field.name()),
                 ),
@@ -249,6 +306,21 @@ impl LakeViewProvider {
             }
         }
         LogicalPlanBuilder::from(plan).project(columns)?.build()
+    }
+}
+
+impl LakeViewProvider {
+    /// `e`, raised planning the view's query, saying which view it is about (a table the
+    /// view reads was dropped), with its SQLSTATE. The view's own errors say so already.
+    fn reading(&self, e: DataFusionError) -> DataFusionError {
+        let e = Error::from(e);
+        if matches!(e, Error::View { .. }) {
+            return DataFusionError::External(Box::new(e));
+        }
+        DataFusionError::External(Box::new(Error::View {
+            sqlstate: e.sqlstate(),
+            message: format!("reading view \"{}\": {e}", self.view.table_ref()),
+        }))
     }
 }
 
@@ -355,7 +427,8 @@ impl TableProvider for LakeViewProvider {
         chain.push(name);
         EXPANDING
             .scope(chain, async {
-                let mut plan = LogicalPlanBuilder::from(self.plan(state).await?);
+                let planned = self.plan(state).await.map_err(|e| self.reading(e))?;
+                let mut plan = LogicalPlanBuilder::from(planned);
                 if let Some(filter) = filters.iter().cloned().reduce(Expr::and) {
                     plan = plan.filter(unqualified(filter)?)?;
                 }

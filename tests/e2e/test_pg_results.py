@@ -974,3 +974,35 @@ def test_describe_of_a_statement_without_rows(tarn_factory, tmp_path):
         assert describe("SELECT id FROM described WHERE id = $1") == [b"1", b"t", b"T"]
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_row_description_names_base_tables(tarn_views, binary):
+    """RowDescription gives the table OID and column number of a column read straight from a
+    table or view (through aliases, joins, groupings and derived tables), 0 for a computed
+    one: pgjdbc's getBaseTableName and isNullable read them. Checked against PostgreSQL 15."""
+    cases = [
+        ("SELECT o_orderkey, o_totalprice + 1, o.o_orderdate AS d, 1 FROM demo.orders o",
+         [("orders", 1), None, ("orders", 5), None]),
+        ("SELECT * FROM demo.big_orders", [("big_orders", 1), ("big_orders", 2)]),
+        ("SELECT a.o_orderkey, b.o_custkey FROM demo.orders a "
+         "JOIN demo.orders b ON a.o_orderkey = b.o_orderkey", [("orders", 1), ("orders", 2)]),
+        ("SELECT x.k FROM (SELECT o_orderkey AS k FROM demo.orders) x", [("orders", 1)]),
+        ("SELECT o_orderstatus, count(*) FROM demo.orders GROUP BY o_orderstatus",
+         [("orders", 3), None]),
+        ("SELECT relname FROM pg_catalog.pg_class", [None]),
+    ]
+    with psycopg.connect(host=tarn_views.pg_host, port=tarn_views.pg_port, user="tarn",
+                         dbname="tarn", autocommit=True, connect_timeout=10) as conn:
+        oids = dict(conn.execute(
+            "SELECT relname, CAST(oid AS INT) FROM pg_catalog.pg_class "
+            "WHERE relname IN ('orders', 'big_orders')").fetchall())
+        assert len(oids) == 2 and all(oids.values()), oids
+        for sql, expected in cases:
+            cur = conn.cursor(binary=binary)
+            cur.execute(sql + " LIMIT 0")
+            r = cur.pgresult
+            got = [(r.ftable(i), r.ftablecol(i)) for i in range(r.nfields)]
+            want = [(oids[t], n) if t else (0, 0) for t, n in
+                    ((e or (None, 0)) for e in expected)]
+            assert got == want, (sql, got, want)

@@ -2,6 +2,8 @@
 they fail (each with Postgres's SQLSTATE), that they survive a restart, and that Glue
 (`VIRTUAL_VIEW`) and Flight SQL list them. The clients' view reflection (psql's \\sv,
 SQLAlchemy, pgcli) is in their own test files, over `tarn_views`."""
+from decimal import Decimal
+
 import adbc_driver_flightsql.dbapi as flight_dbapi
 import boto3
 import psycopg
@@ -52,6 +54,13 @@ def test_create_read_replace_and_drop(lake):
         # a view reads the table as it is when read
         conn.execute("INSERT INTO shop.items VALUES (4, 99.0, 'desk')")
         assert conn.execute("SELECT count(*) FROM shop.dear").fetchone() == (3,)
+        # without a column list, columns are named as Postgres names them
+        conn.execute("CREATE VIEW shop.counts AS SELECT name, count(*), upper(name) "
+                     "FROM shop.items GROUP BY name")
+        cur = conn.execute("SELECT * FROM shop.counts ORDER BY name LIMIT 1")
+        assert [d.name for d in cur.description] == ["name", "count", "upper"]
+        assert cur.fetchall() == [("book", 1, "BOOK")]
+        conn.execute("DROP VIEW shop.counts")
         # views over views
         conn.execute("CREATE VIEW shop.dearest AS SELECT name FROM shop.dear WHERE id > 2")
         assert conn.execute("SELECT * FROM shop.dearest ORDER BY name").fetchall() == [
@@ -101,8 +110,15 @@ def test_view_errors(lake):
         # names: a view's name is no table's, and the other way
         assert sqlstate_of(conn, "CREATE VIEW shop.v AS SELECT 1")[0] == "42P07"
         assert sqlstate_of(conn, "CREATE VIEW shop.items AS SELECT 1")[0] == "42P07"
-        assert sqlstate_of(conn, "CREATE OR REPLACE VIEW shop.items AS SELECT 1")[0] == "42P07"
+        code, message = sqlstate_of(conn, "CREATE OR REPLACE VIEW shop.items AS SELECT 1")
+        assert code == "42809" and "is not a view" in message
         assert sqlstate_of(conn, "CREATE TABLE shop.v AS SELECT 1 AS a")[0] == "42P07"
+        assert sqlstate_of(conn, "CREATE TABLE shop.v (a INT)")[0] == "42P07"
+        conn.execute("CREATE TABLE IF NOT EXISTS shop.v AS SELECT 1 AS a")  # a no-op
+        assert conn.execute("SELECT count(*) FROM shop.v").fetchone() == (3,)
+        # a view's query has no parameters (psycopg sends this one as $1)
+        assert sqlstate_of(conn, "CREATE VIEW shop.p AS SELECT id FROM shop.items "
+                                 "WHERE id = %s" % "$1")[0] in ("42P02",)
         code, message = sqlstate_of(conn, "DROP TABLE shop.v")
         assert code == "42809" and "is not a table" in message and "DROP VIEW" in message
         code, message = sqlstate_of(conn, "DROP VIEW shop.items")
@@ -125,6 +141,12 @@ def test_view_errors(lake):
         conn.execute("CREATE TABLE shop.items AS SELECT 'one' AS id, 1.0 AS price")
         code, message = sqlstate_of(conn, "SELECT * FROM shop.w")
         assert code == "55000" and 'view "shop.v" is stale' in message, message
+        # a table a view reads is gone: the error says which view
+        conn.execute("CREATE VIEW shop.x AS SELECT id FROM shop.items")
+        conn.execute("DROP TABLE shop.items")
+        code, message = sqlstate_of(conn, "SELECT * FROM shop.x")
+        assert code == "42P01" and 'reading view "shop.x"' in message, message
+        conn.execute("CREATE TABLE shop.items AS SELECT 'one' AS id, 1.0 AS price")
         conn.execute("CREATE OR REPLACE VIEW shop.v AS SELECT id, price FROM shop.items")
         assert conn.execute("SELECT * FROM shop.v").fetchall() == [("one", 1.0)]
         # the connection is fine after every error
@@ -147,6 +169,12 @@ def test_glue_and_flight_list_views(lake):
     with connect(lake) as conn:
         conn.execute("CREATE VIEW shop.dear AS SELECT id, name FROM shop.items "
                      "WHERE price > 10")
+        # over the Postgres wire, 1.5 is a numeric (a double over Flight): the view keeps
+        # what it meant when it was created, in every session
+        conn.execute("CREATE VIEW shop.gross AS SELECT id, price * 1.5 AS gross "
+                     "FROM shop.items")
+        assert conn.execute("SELECT gross FROM shop.gross WHERE id = 1").fetchone() == (
+            Decimal("7.50"),)
     glue = boto3.client(
         "glue", endpoint_url=lake.http_url, region_name="us-east-1",
         aws_access_key_id="x", aws_secret_access_key="x",
@@ -154,7 +182,7 @@ def test_glue_and_flight_list_views(lake):
     )
     tables = glue.get_tables(DatabaseName="shop")["TableList"]
     assert [(t["Name"], t["TableType"]) for t in tables] == [
-        ("dear", "VIRTUAL_VIEW"), ("items", "MANAGED_TABLE")]
+        ("dear", "VIRTUAL_VIEW"), ("gross", "VIRTUAL_VIEW"), ("items", "MANAGED_TABLE")]
     view = glue.get_table(DatabaseName="shop", Name="dear")["Table"]
     assert view["ViewOriginalText"] == "SELECT id, name FROM shop.items WHERE price > 10"
     assert [(c["Name"], c["Type"]) for c in view["StorageDescriptor"]["Columns"]] == [
@@ -168,7 +196,27 @@ def test_glue_and_flight_list_views(lake):
                                         table_types_filter=["VIEW"]).read_all().to_pylist()
         names = [t["table_name"] for c in objects for s in c["catalog_db_schemas"]
                  for t in s["db_schema_tables"]]
-        assert names == ["dear"]
+        assert names == ["dear", "gross"]
         with conn.cursor() as cur:
             cur.execute("SELECT name FROM shop.dear ORDER BY id")
             assert cur.fetchall() == [("book",), ("lamp",)]
+            cur.execute("SELECT CAST(sum(gross) AS VARCHAR) FROM shop.gross")
+            assert cur.fetchall() == [("112.50",)]
+
+
+def test_a_crawler_leaves_a_view_alone(lake, tmp_path):
+    src = tmp_path / "landing"
+    (src / "dear").mkdir(parents=True)
+    with connect(lake) as conn:
+        conn.execute(f"COPY (SELECT 1 AS id) TO '{src}/dear/part.parquet' STORED AS PARQUET")
+        conn.execute(f"COPY (SELECT 2 AS id) TO '{src}/other/part.parquet' STORED AS PARQUET")
+        conn.execute("CREATE VIEW shop.dear AS SELECT id FROM shop.items WHERE price > 10")
+        conn.execute(f"CREATE CRAWLER c ON '{src}/' INTO shop")
+        cur = conn.execute("RUN CRAWLER c")
+        run = dict(zip([d.name for d in cur.description], cur.fetchone()))
+        assert run["succeeded"] is True and run["tables_created"] == 1, run
+        skipped = conn.execute("SELECT path, reason FROM system.crawler_skipped_files"
+                               ).fetchall()
+        assert len(skipped) == 1 and "is a view" in skipped[0][1], skipped
+        assert conn.execute("SELECT * FROM shop.dear ORDER BY id").fetchall() == [(2,), (3,)]
+        assert conn.execute("SELECT id FROM shop.other").fetchall() == [(2,)]

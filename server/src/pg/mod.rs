@@ -848,6 +848,7 @@ fn pg_fields(
                     .with_format_options(Arc::clone(info.format_options())),
                 None => info,
             };
+            let info = with_origin(info, field);
             let size = type_size(info.datatype());
             let info = info.with_type_size(size);
             match tarn_sql::numeric_typmod(field.data_type()) {
@@ -857,6 +858,26 @@ fn pg_fields(
         })
         .collect();
     Ok(rename(fields, names))
+}
+
+/// `info` with the table OID and column number of the table column `field` is read from,
+/// where the engine marked it (see `tarn_sql::TABLE_OID`).
+fn with_origin(info: FieldInfo, field: &datafusion::arrow::datatypes::Field) -> FieldInfo {
+    let number = |key: &str| field.metadata().get(key).and_then(|v| v.parse().ok());
+    let (Some(table), Some(column)) = (
+        number(tarn_sql::TABLE_OID),
+        number(tarn_sql::COLUMN_NUMBER).and_then(|n: i32| i16::try_from(n).ok()),
+    ) else {
+        return info;
+    };
+    FieldInfo::new(
+        info.name().to_owned(),
+        Some(table),
+        Some(column),
+        info.datatype().clone(),
+        info.format(),
+    )
+    .with_format_options(Arc::clone(info.format_options()))
 }
 
 /// The type a ParameterDescription gives a parameter of `field`: an `oid` where it is
