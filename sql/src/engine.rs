@@ -262,10 +262,35 @@ async fn base_state(
         )?;
     }
     crate::pg_functions::register(&ctx).await?;
+    // over the crate's, which answer 0
+    for udf in crate::pg_catalog::RelationSize::udfs(
+        &ctx.state(),
+        catalog,
+        ingester,
+        config.metadata_ttl(),
+    ) {
+        ctx.register_udf(udf);
+    }
     let state = SessionStateBuilder::new_from_existing(ctx.state())
         .with_type_planner(Arc::new(crate::pg_catalog::OidCasts))
         .build();
     Ok(state)
+}
+
+/// Whether `plan` is a query whose columns are its own (not a write's count, a command's
+/// output, or an explanation).
+pub(crate) fn returns_rows(plan: &LogicalPlan) -> bool {
+    !matches!(
+        plan,
+        LogicalPlan::Dml(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Extension(_)
+            | LogicalPlan::Explain(_)
+            | LogicalPlan::Analyze(_)
+            | LogicalPlan::DescribeTable(_)
+    )
 }
 
 /// `plan` with its unsigned integer output columns cast to the signed type Postgres has
@@ -280,19 +305,8 @@ fn signed_outputs(plan: LogicalPlan) -> Result<LogicalPlan> {
         DataType::UInt32 | DataType::UInt64 => Some(DataType::Int64),
         _ => None,
     };
-    let rows = !matches!(
-        plan,
-        LogicalPlan::Dml(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Ddl(_)
-            | LogicalPlan::Statement(_)
-            | LogicalPlan::Extension(_)
-            | LogicalPlan::Explain(_)
-            | LogicalPlan::Analyze(_)
-            | LogicalPlan::DescribeTable(_)
-    );
     let schema = plan.schema();
-    if !rows
+    if !returns_rows(&plan)
         || !schema
             .fields()
             .iter()

@@ -50,19 +50,7 @@ impl Session {
     /// that table's OID and the column's number (see [`TABLE_OID`]); `plan` itself if none
     /// is.
     pub(crate) async fn with_origins(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
-        if matches!(
-            plan,
-            LogicalPlan::Dml(_)
-                | LogicalPlan::Copy(_)
-                | LogicalPlan::Ddl(_)
-                | LogicalPlan::Statement(_)
-                | LogicalPlan::Extension(_)
-                | LogicalPlan::Explain(_)
-                | LogicalPlan::Analyze(_)
-                | LogicalPlan::DescribeTable(_)
-                | LogicalPlan::EmptyRelation(_)
-                | LogicalPlan::Values(_)
-        ) {
+        if !crate::engine::returns_rows(&plan) {
             return Ok(plan);
         }
         let origins = origins(&plan);

@@ -265,14 +265,6 @@ struct PgAttribute {
 }
 
 impl PgAttribute {
-    /// The rows of the crate's `name`, all of them.
-    async fn rows(&self, state: &dyn Session, name: &str) -> Result<Vec<RecordBatch>> {
-        let Some(table) = self.pg_catalog.table(name).await? else {
-            return plan_err!("pg_catalog.{name} is missing");
-        };
-        all_rows(table.as_ref(), state).await
-    }
-
     /// The attributes with each numeric column's typmod from its table's schema.
     async fn with_typmods(&self, state: &dyn Session, batch: &RecordBatch) -> Result<RecordBatch> {
         let typids = int32s(batch, "pg_attribute", "atttypid")?;
@@ -285,28 +277,8 @@ impl PgAttribute {
         if numeric.is_empty() {
             return Ok(batch.clone());
         }
-        // attrelid -> (schema, table), through pg_class and pg_namespace
-        let mut namespaces = HashMap::new();
-        for b in self.rows(state, "pg_namespace").await? {
-            let (oids, names) = (
-                int32s(&b, "pg_namespace", "oid")?,
-                texts(&b, "pg_namespace", "nspname")?,
-            );
-            for i in 0..b.num_rows() {
-                namespaces.insert(oids.value(i), names.value(i).to_owned());
-            }
-        }
-        let mut relations = HashMap::new();
-        for b in self.rows(state, "pg_class").await? {
-            let oids = int32s(&b, "pg_class", "oid")?;
-            let names = texts(&b, "pg_class", "relname")?;
-            let spaces = int32s(&b, "pg_class", "relnamespace")?;
-            for i in 0..b.num_rows() {
-                if let Some(space) = namespaces.get(&spaces.value(i)) {
-                    relations.insert(oids.value(i), (space.clone(), names.value(i).to_owned()));
-                }
-            }
-        }
+        // attrelid -> (schema, table)
+        let relations = relation_names(&self.pg_catalog, state).await?;
         let mut out: Vec<Option<i32>> = typmods.iter().collect();
         let mut schemas: HashMap<i32, Option<SchemaRef>> = HashMap::new();
         for i in numeric {
@@ -347,6 +319,42 @@ impl PgAttribute {
         }
         Ok(None)
     }
+}
+
+/// Every relation's (schema, name) by its OID, through `pg_class` and `pg_namespace` of
+/// `pg_catalog`.
+async fn relation_names(
+    pg_catalog: &Arc<dyn SchemaProvider>,
+    state: &dyn Session,
+) -> Result<HashMap<i32, (String, String)>> {
+    let rows = |name: &'static str| async move {
+        let Some(table) = pg_catalog.table(name).await? else {
+            return plan_err!("pg_catalog.{name} is missing");
+        };
+        all_rows(table.as_ref(), state).await
+    };
+    let mut namespaces = HashMap::new();
+    for b in rows("pg_namespace").await? {
+        let (oids, names) = (
+            int32s(&b, "pg_namespace", "oid")?,
+            texts(&b, "pg_namespace", "nspname")?,
+        );
+        for i in 0..b.num_rows() {
+            namespaces.insert(oids.value(i), names.value(i).to_owned());
+        }
+    }
+    let mut relations = HashMap::new();
+    for b in rows("pg_class").await? {
+        let oids = int32s(&b, "pg_class", "oid")?;
+        let names = texts(&b, "pg_class", "relname")?;
+        let spaces = int32s(&b, "pg_class", "relnamespace")?;
+        for i in 0..b.num_rows() {
+            if let Some(space) = namespaces.get(&spaces.value(i)) {
+                relations.insert(oids.value(i), (space.clone(), names.value(i).to_owned()));
+            }
+        }
+    }
+    Ok(relations)
 }
 
 /// Every row of `table`: the crate's catalog tables are built whole on each scan.
@@ -687,5 +695,179 @@ mod tests {
         );
         assert_eq!(numeric_typmod(&DataType::Decimal128(10, -2)), None);
         assert_eq!(numeric_typmod(&DataType::Int64), None);
+    }
+}
+
+/// `pg_table_size(oid)`, `pg_relation_size(oid [, fork])` and `pg_total_relation_size(oid)`:
+/// the bytes of a lake table's data files, as `system.table_sizes` counts them (tarn tables
+/// have no indexes, TOAST or other forks, so the three agree). 0 for a relation with no
+/// files of its own (a view, a catalog table) and for a fork other than `main`; NULL for an
+/// OID that names no relation, or a table that cannot be read now. Only the tables asked
+/// about are looked at. (The crate's answered 0 always.)
+#[derive(Debug)]
+pub(crate) struct RelationSize {
+    name: &'static str,
+    signature: datafusion::logical_expr::Signature,
+    /// A copy of the engine's base state: its catalogs (`pg_class`) and object stores.
+    state: datafusion::execution::SessionState,
+    catalog: Arc<tarn_catalog::Catalog>,
+    ingester: Arc<tarn_ingest::Ingester>,
+    metadata_ttl: std::time::Duration,
+}
+
+impl PartialEq for RelationSize {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for RelationSize {}
+
+impl std::hash::Hash for RelationSize {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl RelationSize {
+    /// The three functions.
+    pub(crate) fn udfs(
+        state: &datafusion::execution::SessionState,
+        catalog: &Arc<tarn_catalog::Catalog>,
+        ingester: &Arc<tarn_ingest::Ingester>,
+        metadata_ttl: std::time::Duration,
+    ) -> Vec<datafusion::logical_expr::ScalarUDF> {
+        use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
+        [
+            "pg_table_size",
+            "pg_relation_size",
+            "pg_total_relation_size",
+        ]
+        .into_iter()
+        .map(|name| {
+            let arities = if name == "pg_relation_size" {
+                vec![TypeSignature::Any(1), TypeSignature::Any(2)]
+            } else {
+                vec![TypeSignature::Any(1)]
+            };
+            let udf = Self {
+                name,
+                signature: Signature::one_of(arities, Volatility::Volatile),
+                state: state.clone(),
+                catalog: Arc::clone(catalog),
+                ingester: Arc::clone(ingester),
+                metadata_ttl,
+            };
+            datafusion::logical_expr::ScalarUDF::new_from_impl(udf)
+        })
+        .collect()
+    }
+
+    /// Every relation's (schema, name) by its OID.
+    async fn relations(&self) -> Result<HashMap<i32, (String, String)>> {
+        let pg_catalog = self
+            .state
+            .catalog_list()
+            .catalog(crate::engine::CATALOG_NAME)
+            .and_then(|c| c.schema("pg_catalog"))
+            .ok_or_else(|| DataFusionError::Plan("pg_catalog is missing".to_owned()))?;
+        relation_names(&pg_catalog, &self.state).await
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for RelationSize {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    /// The sizes are looked up in the store, which DataFusion's scalar functions cannot
+    /// wait for (its async functions work only in a select list, WHERE or an aggregate, not
+    /// in `ORDER BY pg_total_relation_size(oid) DESC`): the query thread waits, handing its
+    /// other work to the pool meanwhile. Only a multi-threaded runtime allows that; tarn's
+    /// query pool is one.
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> Result<datafusion::logical_expr::ColumnarValue> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(self.sizes(args)))
+            }
+            _ => datafusion::common::not_impl_err!("{} outside tarn's query threads", self.name),
+        }
+    }
+}
+
+impl RelationSize {
+    async fn sizes(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> Result<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::arrow::array::Int64Builder;
+        use datafusion::arrow::compute::cast as cast_array;
+        use datafusion::arrow::datatypes::Int64Type;
+        use datafusion::logical_expr::ColumnarValue;
+
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let oids = cast_array(&arrays[0], &DataType::Int64)?;
+        let oids = oids.as_primitive::<Int64Type>();
+        let forks = arrays
+            .get(1)
+            .map(|a| cast_array(a, &DataType::Utf8))
+            .transpose()?;
+        let forks = forks.as_ref().map(|f| f.as_string::<i32>());
+        let relations = self.relations().await?;
+        let snapshot = self.catalog.snapshot();
+        let mut sizes: HashMap<(String, String), Option<i64>> = HashMap::new();
+        let mut out = Int64Builder::with_capacity(oids.len());
+        for i in 0..oids.len() {
+            if oids.is_null(i) || forks.is_some_and(|f| f.is_null(i)) {
+                out.append_null();
+                continue;
+            }
+            // tarn tables have only the main fork
+            if forks.is_some_and(|f| f.value(i) != "main") {
+                out.append_value(0);
+                continue;
+            }
+            let relation = i32::try_from(oids.value(i))
+                .ok()
+                .and_then(|oid| relations.get(&oid));
+            let Some((schema, name)) = relation else {
+                out.append_null();
+                continue;
+            };
+            let Some(table) = snapshot.table(schema, name) else {
+                out.append_value(0);
+                continue;
+            };
+            let key = (schema.clone(), name.clone());
+            let size = match sizes.entry(key) {
+                Entry::Occupied(known) => *known.get(),
+                Entry::Vacant(new) => {
+                    let provider = crate::table::LakeTableProvider::new(
+                        Arc::clone(table),
+                        Arc::clone(&self.ingester),
+                        self.metadata_ttl,
+                    );
+                    let size = provider
+                        .data_files(&self.state)
+                        .await
+                        .ok()
+                        .and_then(|(_, bytes)| i64::try_from(bytes).ok());
+                    *new.insert(size)
+                }
+            };
+            out.append_option(size);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }

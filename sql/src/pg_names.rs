@@ -81,7 +81,19 @@ fn alias_duplicate_items(projection: &mut [SelectItem]) {
     let key = |item: &SelectItem| match item {
         SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(ident_name(i)),
         SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last().map(ident_name),
-        SelectItem::UnnamedExpr(e) => Some(e.to_string()),
+        // DataFusion names every subquery alike (`f((<subquery>))`: a regclass literal
+        // becomes one)
+        SelectItem::UnnamedExpr(e) => {
+            let mut e = e.clone();
+            let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut e, |e| {
+                if matches!(e, Expr::Subquery(_)) {
+                    *e =
+                        Expr::Identifier(datafusion::sql::sqlparser::ast::Ident::new("<subquery>"));
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            Some(e.to_string())
+        }
         SelectItem::ExprWithAlias { alias, .. } => Some(ident_name(alias)),
         _ => None,
     };
@@ -287,6 +299,8 @@ mod tests {
             ("SELECT r_name, t.r_name FROM t", ["r_name", "r_name"]),
             ("SELECT 1 AS a, 'x' AS A", ["a", "a"]),
             ("SELECT NULL, NULL", ["?column?", "?column?"]),
+            // DataFusion names both `f((<subquery>))`
+            ("SELECT f((SELECT 1)), f((SELECT 2))", ["f", "f"]),
         ] {
             let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
                 .expect("parses")

@@ -149,12 +149,11 @@ impl PgParser {
     ) -> Result<Vec<Statement>, ParserError> {
         let parsed = self.crate_parser.parse(sql)?;
         // A subquery needs a second SELECT; the description functions,
-        // pg_table_is_visible, pg_get_viewdef and the size functions become subqueries.
+        // pg_table_is_visible and pg_get_viewdef become subqueries.
         if lower.matches("select").count() < 2
             && !lower.contains("_description")
             && !lower.contains("pg_table_is_visible")
             && !lower.contains("pg_get_viewdef")
-            && !lower.contains("_size")
         {
             return Ok(parsed);
         }
@@ -1258,14 +1257,6 @@ fn function_lookup(expr: &Expr) -> Option<Query> {
         ),
         ("pg_table_is_visible", [relation]) => return table_visibility(relation),
         ("pg_get_viewdef", [relation] | [relation, _]) => return view_definition(relation),
-        // tarn tables have only the main fork
-        ("pg_relation_size", [_, fork]) if !is_text(fork, "main") => {
-            return parse_query("SELECT CAST(0 AS BIGINT)");
-        }
-        (
-            "pg_table_size" | "pg_total_relation_size" | "pg_relation_size",
-            [relation] | [relation, _],
-        ) => return relation_size(relation),
         _ => return None,
     };
     let sql =
@@ -1330,28 +1321,6 @@ fn view_definition(relation: &Expr) -> Option<Query> {
          JOIN (SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class AS c \
                JOIN pg_catalog.pg_namespace AS n ON c.relnamespace = n.oid) AS tarn_r \
          ON tarn_v.schemaname = tarn_r.nspname AND tarn_v.viewname = tarn_r.relname \
-         WHERE tarn_r.oid = {relation}"
-    ))
-}
-
-/// Whether `expr` is the text literal `text`.
-fn is_text(expr: &Expr, text: &str) -> bool {
-    matches!(expr, Expr::Value(v) if matches!(&v.value, Value::SingleQuotedString(t) if t == text))
-}
-
-/// `pg_table_size(relation)`, `pg_relation_size(relation [, fork])` and
-/// `pg_total_relation_size(relation)`: the bytes of a table's data files, from
-/// `system.table_sizes` (tarn tables have no indexes, TOAST or forks, so the three agree);
-/// 0 for a relation with no files of its own (a view, a catalog table); NULL for an OID that
-/// names no relation, or a table that cannot be read now. (The crate's answered 0 always.)
-/// An aggregate already, so that it is decorrelated as it is.
-fn relation_size(relation: &Expr) -> Option<Query> {
-    parse_query(&format!(
-        "SELECT max(CASE WHEN tarn_s.table_name IS NULL THEN 0 ELSE tarn_s.bytes END) \
-         FROM (SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class AS c \
-               JOIN pg_catalog.pg_namespace AS n ON c.relnamespace = n.oid) AS tarn_r \
-         LEFT JOIN system.table_sizes AS tarn_s \
-         ON tarn_s.database = tarn_r.nspname AND tarn_s.table_name = tarn_r.relname \
          WHERE tarn_r.oid = {relation}"
     ))
 }
@@ -2250,21 +2219,13 @@ mod tests {
     }
 
     #[test]
-    fn view_definitions_and_sizes_are_lookups() {
+    fn view_definitions_are_lookups() {
         let sql = parsed(
-            "SELECT pg_catalog.pg_get_viewdef(c.oid, true), pg_table_size(c.oid) \
-             FROM pg_catalog.pg_class c",
+            "SELECT c.relname, pg_catalog.pg_get_viewdef(c.oid, true) FROM pg_catalog.pg_class c",
         );
         assert!(sql.contains("FROM pg_catalog.pg_views AS tarn_v"), "{sql}");
-        assert!(
-            sql.contains("LEFT JOIN system.table_sizes AS tarn_s"),
-            "{sql}"
-        );
         assert!(sql.contains("WHERE tarn_r.oid = c.oid"), "{sql}");
-        // Postgres's names for the two columns
-        assert!(
-            sql.contains("AS \"pg_get_viewdef\"") && sql.contains("AS \"pg_table_size\""),
-            "{sql}"
-        );
+        // Postgres's name for the column
+        assert!(sql.contains("AS \"pg_get_viewdef\""), "{sql}");
     }
 }

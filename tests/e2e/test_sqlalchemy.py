@@ -23,13 +23,17 @@ DEMO_TABLES = set(conftest.DEMO_TABLES)
 SYSTEM_VIEWS = set(conftest.SYSTEM_VIEWS)
 
 
-@pytest.fixture(params=DRIVERS)
-def engine(request, tarn_demo):
-    e = sa.create_engine(
-        f"postgresql+{request.param}://tarn@{tarn_demo.pg_host}:{tarn_demo.pg_port}/tarn",
+def _engine(driver, t):
+    return sa.create_engine(
+        f"postgresql+{driver}://tarn@{t.pg_host}:{t.pg_port}/tarn",
         connect_args={"connect_timeout": 10},
         poolclass=sa.pool.NullPool,
     )
+
+
+@pytest.fixture(params=DRIVERS)
+def engine(request, tarn_demo):
+    e = _engine(request.param, tarn_demo)
     yield e
     e.dispose()
 
@@ -124,11 +128,7 @@ def test_view_names(engine):
 
 @pytest.fixture(params=DRIVERS)
 def views_engine(request, tarn_views):
-    e = sa.create_engine(
-        f"postgresql+{request.param}://tarn@{tarn_views.pg_host}:{tarn_views.pg_port}/tarn",
-        connect_args={"connect_timeout": 10},
-        poolclass=sa.pool.NullPool,
-    )
+    e = _engine(request.param, tarn_views)
     yield e
     e.dispose()
 

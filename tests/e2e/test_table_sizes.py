@@ -38,6 +38,18 @@ def test_sizes_are_the_data_files(tarn_factory, tmp_path):
             # has no size
             "pg_table_size('shop.v'::regclass), pg_table_size('pg_catalog.pg_class'::regclass), "
             "pg_table_size(0)").fetchone() == (managed, managed, external, 0, 0, None)
+        # the largest tables first, as admin tools ask; the main fork is all there is
+        assert c.execute(
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'shop' "
+            "ORDER BY pg_total_relation_size(c.oid) DESC, 1").fetchall() == sorted(
+            [("events", external), ("items", managed), ("v", 0)],
+            key=lambda r: (-r[1], r[0]))
+        assert c.execute(
+            "SELECT sum(pg_table_size(c.oid)), "
+            "pg_relation_size('shop.items'::regclass, 'fsm') FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'shop'"
+        ).fetchone() == (managed + external, 0)
         # per relation, as psql's \dt+ asks
         assert c.execute(
             "SELECT c.relname, pg_size_pretty(pg_table_size(c.oid)) FROM pg_class c "
