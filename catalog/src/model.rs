@@ -243,7 +243,7 @@ impl CatalogSnapshot {
     }
 
     /// Fails if `name` is already a table or a view.
-    fn check_name_free(&self, name: &TableRef) -> Result<()> {
+    pub fn check_name_free(&self, name: &TableRef) -> Result<()> {
         let key = (name.database.clone(), name.table.clone());
         if self.tables.contains_key(&key) {
             return Err(Error::TableExists {

@@ -373,24 +373,12 @@ impl Session {
             }
             .into());
         }
-        if snapshot.table(&table.database, &table.table).is_some() {
+        // a table's or a view's (IF NOT EXISTS skips either, as Postgres does a relation)
+        if let Err(taken) = snapshot.check_name_free(table) {
             if if_not_exists {
                 return Ok(false);
             }
-            return Err(tarn_catalog::Error::TableExists {
-                table: table.clone(),
-            }
-            .into());
-        }
-        // a view's name is taken too (IF NOT EXISTS skips it, as Postgres does a relation)
-        if snapshot.view(&table.database, &table.table).is_some() {
-            if if_not_exists {
-                return Ok(false);
-            }
-            return Err(tarn_catalog::Error::ViewExists {
-                view: table.clone(),
-            }
-            .into());
+            return Err(taken.into());
         }
         tarn_catalog::validate_name(&table.table)?;
         Ok(true)

@@ -230,13 +230,14 @@ async fn base_state(
     ));
     let system = system_schema(ingester.stores())?;
     crate::system::register(system.as_ref(), catalog)?;
+    let sizes = Arc::new(crate::table::TableSizes::new(
+        Arc::clone(catalog),
+        Arc::clone(ingester),
+        config.metadata_ttl(),
+    ));
     system.register_table(
         "table_sizes".to_owned(),
-        Arc::new(crate::table::TableSizes::new(
-            Arc::clone(catalog),
-            Arc::clone(ingester),
-            config.metadata_ttl(),
-        )),
+        Arc::clone(&sizes) as Arc<dyn datafusion::catalog::TableProvider>,
     )?;
     system.register_table(
         "deliveries".to_owned(),
@@ -263,12 +264,7 @@ async fn base_state(
     }
     crate::pg_functions::register(&ctx).await?;
     // over the crate's, which answer 0
-    for udf in crate::pg_catalog::RelationSize::udfs(
-        &ctx.state(),
-        catalog,
-        ingester,
-        config.metadata_ttl(),
-    ) {
+    for udf in crate::pg_catalog::RelationSize::udfs(&ctx.state(), &sizes) {
         ctx.register_udf(udf);
     }
     let state = SessionStateBuilder::new_from_existing(ctx.state())

@@ -6,8 +6,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int32Type;
 use datafusion::logical_expr::expr::Alias;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 
@@ -100,44 +98,18 @@ impl Session {
             .iter()
             .filter_map(|k| cache.get(k).map(|oid| (k.clone(), oid)))
             .collect();
-        let missing: Vec<&(String, String)> =
-            tables.iter().filter(|k| !found.contains_key(*k)).collect();
-        if missing.is_empty() {
+        if found.len() == tables.len() {
             return Ok(found);
         }
-        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
-        let conditions: Vec<String> = missing
-            .iter()
-            .map(|(d, t)| format!("(n.nspname = {} AND c.relname = {})", quote(d), quote(t)))
-            .collect();
-        let batches: Vec<RecordBatch> = self
-            .ctx
-            .sql(&format!(
-                "SELECT n.nspname, c.relname, CAST(c.oid AS INT) FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid WHERE {}",
-                conditions.join(" OR ")
-            ))
-            .await?
-            .collect()
-            .await?;
-        let mut fresh = Vec::new();
-        for batch in &batches {
-            let text = |i: usize| {
-                datafusion::arrow::compute::cast(
-                    batch.column(i),
-                    &datafusion::arrow::datatypes::DataType::Utf8,
-                )
-            };
-            let (schemas, names) = (text(0)?, text(1)?);
-            let (schemas, names) = (schemas.as_string::<i32>(), names.as_string::<i32>());
-            let oids = batch.column(2).as_primitive::<Int32Type>();
-            for i in 0..batch.num_rows() {
-                let key = (schemas.value(i).to_owned(), names.value(i).to_owned());
-                fresh.push((key, oids.value(i)));
-            }
-        }
+        // every relation's OID at once: pg_class is built whole on each read anyway
+        let fresh: Vec<((String, String), i32)> =
+            crate::pg_catalog::relations_in(&self.ctx.state())
+                .await?
+                .into_iter()
+                .map(|(oid, name)| (name, oid))
+                .collect();
         cache.put(fresh.iter().cloned());
-        found.extend(fresh);
+        found.extend(fresh.into_iter().filter(|(k, _)| tables.contains(k)));
         Ok(found)
     }
 }

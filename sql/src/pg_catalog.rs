@@ -357,6 +357,18 @@ async fn relation_names(
     Ok(relations)
 }
 
+/// Every relation's (schema, name) by its OID, in the `pg_catalog` of `state`.
+pub(crate) async fn relations_in(
+    state: &datafusion::execution::SessionState,
+) -> Result<HashMap<i32, (String, String)>> {
+    let pg_catalog = state
+        .catalog_list()
+        .catalog(crate::engine::CATALOG_NAME)
+        .and_then(|c| c.schema("pg_catalog"))
+        .ok_or_else(|| DataFusionError::Plan("pg_catalog is missing".to_owned()))?;
+    relation_names(&pg_catalog, state).await
+}
+
 /// Every row of `table`: the crate's catalog tables are built whole on each scan.
 async fn all_rows(table: &dyn TableProvider, state: &dyn Session) -> Result<Vec<RecordBatch>> {
     let plan = table.scan(state, None, &[], None).await?;
@@ -550,12 +562,12 @@ impl TableProvider for PgViews {
                     continue;
                 };
                 for name in schema.table_names() {
-                    if schema.table_type(&name).await? != Some(TableType::View) {
-                        continue;
-                    }
                     let Some(view) = schema.table(&name).await? else {
                         continue;
                     };
+                    if view.table_type() != TableType::View {
+                        continue;
+                    }
                     schemas.push(schema_name.clone());
                     names.push(name);
                     definitions.push(view.get_table_definition().map(str::to_owned));
@@ -710,9 +722,8 @@ pub(crate) struct RelationSize {
     signature: datafusion::logical_expr::Signature,
     /// A copy of the engine's base state: its catalogs (`pg_class`) and object stores.
     state: datafusion::execution::SessionState,
-    catalog: Arc<tarn_catalog::Catalog>,
-    ingester: Arc<tarn_ingest::Ingester>,
-    metadata_ttl: std::time::Duration,
+    /// What `system.table_sizes` reads.
+    sizes: Arc<crate::table::TableSizes>,
 }
 
 impl PartialEq for RelationSize {
@@ -733,9 +744,7 @@ impl RelationSize {
     /// The three functions.
     pub(crate) fn udfs(
         state: &datafusion::execution::SessionState,
-        catalog: &Arc<tarn_catalog::Catalog>,
-        ingester: &Arc<tarn_ingest::Ingester>,
-        metadata_ttl: std::time::Duration,
+        sizes: &Arc<crate::table::TableSizes>,
     ) -> Vec<datafusion::logical_expr::ScalarUDF> {
         use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
         [
@@ -754,24 +763,11 @@ impl RelationSize {
                 name,
                 signature: Signature::one_of(arities, Volatility::Volatile),
                 state: state.clone(),
-                catalog: Arc::clone(catalog),
-                ingester: Arc::clone(ingester),
-                metadata_ttl,
+                sizes: Arc::clone(sizes),
             };
             datafusion::logical_expr::ScalarUDF::new_from_impl(udf)
         })
         .collect()
-    }
-
-    /// Every relation's (schema, name) by its OID.
-    async fn relations(&self) -> Result<HashMap<i32, (String, String)>> {
-        let pg_catalog = self
-            .state
-            .catalog_list()
-            .catalog(crate::engine::CATALOG_NAME)
-            .and_then(|c| c.schema("pg_catalog"))
-            .ok_or_else(|| DataFusionError::Plan("pg_catalog is missing".to_owned()))?;
-        relation_names(&pg_catalog, &self.state).await
     }
 }
 
@@ -824,8 +820,8 @@ impl RelationSize {
             .map(|a| cast_array(a, &DataType::Utf8))
             .transpose()?;
         let forks = forks.as_ref().map(|f| f.as_string::<i32>());
-        let relations = self.relations().await?;
-        let snapshot = self.catalog.snapshot();
+        let relations = relations_in(&self.state).await?;
+        let snapshot = self.sizes.catalog().snapshot();
         let mut sizes: HashMap<(String, String), Option<i64>> = HashMap::new();
         let mut out = Int64Builder::with_capacity(oids.len());
         for i in 0..oids.len() {
@@ -853,13 +849,9 @@ impl RelationSize {
             let size = match sizes.entry(key) {
                 Entry::Occupied(known) => *known.get(),
                 Entry::Vacant(new) => {
-                    let provider = crate::table::LakeTableProvider::new(
-                        Arc::clone(table),
-                        Arc::clone(&self.ingester),
-                        self.metadata_ttl,
-                    );
-                    let size = provider
-                        .data_files(&self.state)
+                    let size = self
+                        .sizes
+                        .of(table, &self.state)
                         .await
                         .ok()
                         .and_then(|(_, bytes)| i64::try_from(bytes).ok());

@@ -570,6 +570,22 @@ impl TableSizes {
             metadata_ttl,
         }
     }
+
+    pub(crate) fn catalog(&self) -> &Arc<tarn_catalog::Catalog> {
+        &self.catalog
+    }
+
+    /// `table`'s data files: how many, and their bytes (see
+    /// [`LakeTableProvider::data_files`]).
+    pub(crate) async fn of(&self, table: &Arc<Table>, state: &dyn Session) -> DfResult<(u64, u64)> {
+        LakeTableProvider::new(
+            Arc::clone(table),
+            Arc::clone(&self.ingester),
+            self.metadata_ttl,
+        )
+        .data_files(state)
+        .await
+    }
 }
 
 #[async_trait]
@@ -601,14 +617,9 @@ impl TableProvider for TableSizes {
         let (mut databases, mut names, mut files, mut bytes, mut errors) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for table in snapshot.tables.values() {
-            let provider = LakeTableProvider::new(
-                Arc::clone(table),
-                Arc::clone(&self.ingester),
-                self.metadata_ttl,
-            );
             databases.push(table.database.clone());
             names.push(table.name.clone());
-            match provider.data_files(state).await {
+            match self.of(table, state).await {
                 Ok((n, b)) => {
                     files.push(i64::try_from(n).ok());
                     bytes.push(i64::try_from(b).ok());
