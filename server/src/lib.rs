@@ -27,4 +27,5 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use flight::RunningQuery;
+pub use pg::{float4_text, float8_text};
 pub use server::{BoundAddrs, Server};

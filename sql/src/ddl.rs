@@ -565,11 +565,35 @@ impl Session {
         let WriteOp::Insert(InsertOp::Append) = dml.op else {
             return Err(Error::not_supported(format!("{} on Delta tables", dml.op)));
         };
-        let (location, url, table) = self.open_delta_table(&entry).await?;
-        let written = table
-            .write(Vec::new())
-            .with_input_plan(self.checked_input(&dml.input)?)
-            .with_session_state(Arc::new(self.ctx.state()))
+        if self.holds_writes() {
+            let input = self.checked_input(&dml.input)?;
+            let rows = self.hold_insert(table_ref, input).await?;
+            return Ok(CommandTag::with_rows("INSERT", rows));
+        }
+        let input = self.checked_input(&dml.input)?;
+        let state = Arc::new(self.ctx.state());
+        let written = self
+            .append_to_delta(&entry, |table| {
+                table
+                    .write(Vec::new())
+                    .with_input_plan(input)
+                    .with_session_state(state)
+            })
+            .await?;
+        Ok(CommandTag::with_rows("INSERT", added_rows(&written).await))
+    }
+}
+
+impl Session {
+    /// Appends to the Delta table behind `entry` with the write `write` makes of it (one
+    /// commit), and tells the ingester's cache of the new version.
+    pub(crate) async fn append_to_delta(
+        &self,
+        entry: &Table,
+        write: impl FnOnce(DeltaTable) -> deltalake::operations::write::WriteBuilder,
+    ) -> Result<DeltaTable> {
+        let (location, url, table) = self.open_delta_table(entry).await?;
+        let written = write(table)
             .with_save_mode(SaveMode::Append)
             .await
             .map_err(|source| Error::Delta {
@@ -578,12 +602,10 @@ impl Session {
             })?;
         self.engine
             .ingester
-            .committed_delta(&url, generation(&entry), &written);
-        Ok(CommandTag::with_rows("INSERT", added_rows(&written).await))
+            .committed_delta(&url, generation(entry), &written);
+        Ok(written)
     }
-}
 
-impl Session {
     /// The Delta table behind catalog entry `entry`, opened to write: its location, as text
     /// and as a URL, and its latest version. A location without a Delta log is an error.
     pub(crate) async fn open_delta_table(

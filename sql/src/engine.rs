@@ -186,6 +186,7 @@ impl QueryEngine {
             engine: Arc::clone(&self.inner),
             file_access: std::sync::atomic::AtomicBool::new(true),
             postgres_wire: std::sync::atomic::AtomicBool::new(false),
+            held: Default::default(),
         })
     }
 }
@@ -213,6 +214,10 @@ async fn base_state(
     if config.batch_size > 0 {
         session_config = session_config.with_batch_size(config.batch_size);
     }
+    // integer `+ - *` that fail on overflow, ahead of DataFusion's own planners
+    let mut expr_planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
+        vec![Arc::new(crate::arithmetic::CheckedIntegers::new())];
+    expr_planners.extend(datafusion::execution::SessionStateDefaults::default_expr_planners());
     let state = SessionStateBuilder::new()
         .with_config(session_config)
         .with_runtime_env(Arc::clone(runtime))
@@ -220,6 +225,7 @@ async fn base_state(
         // Lowers deltalake's own plan nodes (write metrics) inside our sessions.
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .with_optimizer_rule(Arc::new(crate::pg_rewrite::LikeEscape))
+        .with_expr_planners(expr_planners)
         .build();
     let ctx = SessionContext::new_with_state(state);
     let lake = Arc::new(LakeCatalogProvider::new(
@@ -480,6 +486,8 @@ pub struct Session {
     /// Whether a Postgres client asks: its statements then read Postgres's
     /// `information_schema` views and may repeat output names (see `pg_parse`).
     postgres_wire: std::sync::atomic::AtomicBool,
+    /// Inserts held until the transaction block ends (see `held`).
+    pub(crate) held: std::sync::Mutex<crate::held::HeldWrites>,
 }
 
 impl std::fmt::Debug for Session {
@@ -793,11 +801,13 @@ impl Session {
                 )
                 .await;
         }
-        Ok(self
+        let plan = self
             .ctx
             .state()
             .statement_to_plan(statement.clone())
-            .await?)
+            .await?;
+        let plan = crate::arithmetic::type_integer_literals(plan)?;
+        self.with_held_rows(plan)
     }
 
     /// Runs a planned statement. DDL and inserts run now; queries run when their rows are read.

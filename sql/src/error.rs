@@ -62,6 +62,13 @@ pub enum Error {
         sqlstate: &'static str,
     },
 
+    /// A `COMMIT` that wrote some of its tables' held inserts but not all.
+    #[error("{message}")]
+    Commit {
+        message: String,
+        sqlstate: &'static str,
+    },
+
     /// A bulk load whose columns do not fit its table.
     #[error("load into {table}: {reason}")]
     Load {
@@ -155,7 +162,9 @@ impl Error {
             Self::Location { .. } => "58P01",
             Self::Config { .. } => "F0000",
             Self::Parameter(_) => "22023",
-            Self::Load { sqlstate, .. } | Self::View { sqlstate, .. } => sqlstate,
+            Self::Load { sqlstate, .. }
+            | Self::View { sqlstate, .. }
+            | Self::Commit { sqlstate, .. } => sqlstate,
         }
     }
 }
@@ -201,6 +210,7 @@ pub fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 "22P02"
             }
             arrow::error::ArrowError::ComputeError(m) if m.contains("overflow") => "22003",
+            arrow::error::ArrowError::ArithmeticOverflow(_) => "22003",
             _ => "XX000",
         },
         DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",

@@ -7,6 +7,7 @@
 //! Must not: know a wire protocol. Errors carry a SQLSTATE ([`Error::sqlstate`]) that the
 //! server maps to each protocol.
 
+mod arithmetic;
 mod config;
 mod crawl;
 mod ddl;
@@ -14,6 +15,7 @@ mod delivery;
 mod engine;
 mod error;
 mod executor;
+mod held;
 mod ingest;
 mod origins;
 pub mod params;
@@ -42,6 +44,6 @@ pub use executor::Executor;
 pub use ingest::{IfExists, IfMissing};
 pub use origins::{COLUMN_NUMBER, TABLE_OID};
 pub use pg_catalog::{PgSetting, numeric_typmod};
-pub use pg_functions::PG_SERVER_VERSION;
+pub use pg_functions::{JSON_EXTENSION, PG_SERVER_VERSION, VARCHAR_EXTENSION};
 pub use pg_parse::bytea_input;
 pub use stores::SYSTEM_SCHEMA;

@@ -39,6 +39,10 @@ pub(crate) async fn register(ctx: &SessionContext) -> Result<()> {
         ctx.register_udf(always_visible(name));
     }
     ctx.register_udf(pg_size_pretty());
+    ctx.register_udf(ScalarUDF::new_from_impl(Varchar::new()));
+    for name in ["tarn_json", "tarn_to_json", "tarn_json_array"] {
+        ctx.register_udf(ScalarUDF::new_from_impl(Json::new(name)));
+    }
     ctx.register_udf(pg_get_serial_sequence());
     ctx.register_udf(pg_encoding_to_char());
     // tarn takes no advisory locks (pg_advisory_lock is not a function here), so a session
@@ -1089,6 +1093,13 @@ impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
         Ok(DataType::Utf8)
     }
 
+    fn return_field_from_args(
+        &self,
+        _args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> datafusion::common::Result<datafusion::arrow::datatypes::FieldRef> {
+        Ok(json_field(self.name()))
+    }
+
     fn invoke_with_args(
         &self,
         args: datafusion::logical_expr::ScalarFunctionArgs,
@@ -1100,10 +1111,11 @@ impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
         }
         let rows = args.number_rows;
         let columns = ColumnarValue::values_to_arrays(&args.args)?;
+        let json: Vec<bool> = args.arg_fields.iter().map(|f| is_json(f)).collect();
         let mut out = StringBuilder::new();
         for row in 0..rows {
-            let mut object = serde_json::Map::new();
-            for pair in columns.chunks(2) {
+            let mut pairs = Vec::with_capacity(columns.len() / 2);
+            for (i, pair) in columns.chunks(2).enumerate() {
                 let key = ScalarValue::try_from_array(&pair[0], row)?;
                 if key.is_null() {
                     return datafusion::common::exec_err!("null value not allowed for object key");
@@ -1114,12 +1126,45 @@ impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
                     | ScalarValue::Utf8View(Some(k)) => k,
                     other => other.to_string(),
                 };
-                let value = json_value(&ScalarValue::try_from_array(&pair[1], row)?);
-                object.insert(key, value);
+                let value = ScalarValue::try_from_array(&pair[1], row)?;
+                pairs.push(format!(
+                    "{} : {}",
+                    serde_json::Value::String(key),
+                    json_text(&value, json[2 * i + 1])
+                ));
             }
-            out.append_value(serde_json::Value::Object(object).to_string());
+            // Postgres's layout: `{"a" : 1, "b" : "x"}`
+            out.append_value(format!("{{{}}}", pairs.join(", ")));
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// A result field of Postgres's type `json`: text, marked so (see [`JSON_EXTENSION`]).
+fn json_field(name: &str) -> datafusion::arrow::datatypes::FieldRef {
+    marked_text(name, JSON_EXTENSION, None)
+}
+
+/// Whether `field` holds JSON text (a `json` result), which goes into JSON as it is.
+fn is_json(field: &datafusion::arrow::datatypes::Field) -> bool {
+    field.extension_type_name() == Some(JSON_EXTENSION)
+}
+
+/// `value` as JSON text: `null`, itself where it is JSON (`json`), a number or boolean as
+/// itself, the rest as a JSON string of its text.
+fn json_text(value: &ScalarValue, json: bool) -> String {
+    match value {
+        v if v.is_null() => "null".to_owned(),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+            if json =>
+        {
+            s.clone()
+        }
+        // numeric: its digits, as Postgres writes them
+        ScalarValue::Decimal128(..) | ScalarValue::Decimal256(..) => value.to_string(),
+        v => json_value(v).to_string(),
     }
 }
 
@@ -1275,4 +1320,228 @@ pub(crate) fn search_path_functions(path: &[String]) -> [ScalarUDF; 2] {
         }),
     );
     [current_schema, current_schemas]
+}
+
+/// The Arrow extension types (`ARROW:extension:name`) that mark a text column whose
+/// Postgres type is not `text`: `varchar` (its length, if any, as the extension's metadata)
+/// and `json` (Arrow's canonical JSON type). The Postgres server reads them. A cast drops an
+/// extension type (`CAST(v AS text)` is `text`), as DataFusion drops one through any cast.
+pub const VARCHAR_EXTENSION: &str = "tarn.varchar";
+pub const JSON_EXTENSION: &str = "arrow.json";
+
+/// A text result field of the extension type `name`, with `metadata`.
+fn marked_text(
+    field: &str,
+    name: &str,
+    metadata: Option<String>,
+) -> datafusion::arrow::datatypes::FieldRef {
+    use arrow_schema::extension::{EXTENSION_TYPE_METADATA_KEY, EXTENSION_TYPE_NAME_KEY};
+    let mut keys = HashMap::from([(EXTENSION_TYPE_NAME_KEY.to_owned(), name.to_owned())]);
+    if let Some(metadata) = metadata {
+        keys.insert(EXTENSION_TYPE_METADATA_KEY.to_owned(), metadata);
+    }
+    Arc::new(
+        datafusion::arrow::datatypes::Field::new(field, DataType::Utf8, true).with_metadata(keys),
+    )
+}
+
+/// `tarn_varchar(text [, length])`: `CAST(x AS varchar[(length)])` over the Postgres wire
+/// (see `pg_parse`). Arrow has one string type, so `varchar` was reported as `text`; this
+/// marks its result `varchar` (and its length, see [`VARCHAR_EXTENSION`]) for the
+/// RowDescription, and cuts longer
+/// values to `length` characters, as Postgres's explicit cast does.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Varchar {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Varchar {
+    fn new() -> Self {
+        Self {
+            signature: datafusion::logical_expr::Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Varchar {
+    fn name(&self) -> &str {
+        "tarn_varchar"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    /// Text as `Utf8`; the length keeps its integer type, so that it stays a literal the
+    /// result's type can be read from.
+    fn coerce_types(&self, args: &[DataType]) -> datafusion::common::Result<Vec<DataType>> {
+        match args {
+            [_] => Ok(vec![DataType::Utf8]),
+            [_, length] if length.is_integer() => Ok(vec![DataType::Utf8, length.clone()]),
+            _ => datafusion::common::plan_err!("tarn_varchar takes text and an integer length"),
+        }
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> datafusion::common::Result<datafusion::arrow::datatypes::FieldRef> {
+        let length = varchar_length(args.scalar_arguments.get(1).copied().flatten())?;
+        Ok(marked_text(
+            self.name(),
+            VARCHAR_EXTENSION,
+            length.map(|n| n.to_string()),
+        ))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let length = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(length)) => varchar_length(Some(length))?,
+            Some(ColumnarValue::Array(_)) => {
+                return datafusion::common::exec_err!("a varchar's length must be a constant");
+            }
+            None => None,
+        };
+        let Some(length) = length else {
+            return Ok(args.args[0].clone());
+        };
+        let length = usize::try_from(length).unwrap_or(usize::MAX);
+        let cut = |v: &str| match v.char_indices().nth(length) {
+            Some((end, _)) => v[..end].to_owned(),
+            None => v.to_owned(),
+        };
+        Ok(match &args.args[0] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(v)) => {
+                ColumnarValue::Scalar(ScalarValue::Utf8(v.as_deref().map(cut)))
+            }
+            ColumnarValue::Scalar(other) => {
+                return datafusion::common::exec_err!("tarn_varchar of {}", other.data_type());
+            }
+            ColumnarValue::Array(values) => {
+                let values = values.as_string::<i32>();
+                let mut out = StringBuilder::with_capacity(values.len(), values.value_data().len());
+                for v in values.iter() {
+                    out.append_option(v.map(cut));
+                }
+                ColumnarValue::Array(Arc::new(out.finish()))
+            }
+        })
+    }
+}
+
+/// A `varchar`'s length: 1 to 10485760, as Postgres requires.
+fn varchar_length(length: Option<&ScalarValue>) -> datafusion::common::Result<Option<i32>> {
+    match length {
+        None => Ok(None),
+        Some(length) if length.is_null() => Ok(None),
+        Some(length) => match length.cast_to(&DataType::Int64)? {
+            ScalarValue::Int64(Some(n)) if n < 1 => {
+                datafusion::common::plan_err!("length for type varchar must be at least 1")
+            }
+            ScalarValue::Int64(Some(n)) if n > 10_485_760 => {
+                datafusion::common::plan_err!("length for type varchar cannot exceed 10485760")
+            }
+            ScalarValue::Int64(Some(n)) => Ok(Some(n as i32)),
+            _ => datafusion::common::plan_err!("a varchar's length must be an integer"),
+        },
+    }
+}
+
+/// The JSON functions `pg_parse` rewrites Postgres's into, each returning `json` text:
+/// - `tarn_json(text)`: `CAST(x AS json)`. The text must be JSON (22P02 otherwise, as in
+///   Postgres); it is kept as written.
+/// - `tarn_to_json(x)`: `x` as JSON text (`json_agg`'s elements): JSON as it is, a number or
+///   boolean as itself, NULL as `null`, the rest as a JSON string.
+/// - `tarn_json_array(list)`: a list of JSON texts as one JSON array, in Postgres's layout
+///   (`[1, {"a" : 2}]`); NULL for a NULL list. `json_agg(x …)` is `tarn_json_array(array_agg(
+///   tarn_to_json(x) …))`, so its `ORDER BY`, `DISTINCT` and `FILTER` are `array_agg`'s.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Json {
+    name: &'static str,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Json {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            signature: datafusion::logical_expr::Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Json {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn return_field_from_args(
+        &self,
+        _args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> datafusion::common::Result<datafusion::arrow::datatypes::FieldRef> {
+        Ok(json_field(self.name()))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let json = args.arg_fields.first().is_some_and(|f| is_json(f));
+        let values = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut out = StringBuilder::new();
+        match (self.name, values[0].data_type()) {
+            ("tarn_json", DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => {
+                let texts = datafusion::arrow::compute::cast(&values[0], &DataType::Utf8)?;
+                for text in texts.as_string::<i32>().iter().flatten() {
+                    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                        return Err(datafusion::common::DataFusionError::ArrowError(
+                            Box::new(datafusion::arrow::error::ArrowError::ParseError(format!(
+                                "invalid input syntax for type json: {e}"
+                            ))),
+                            None,
+                        ));
+                    }
+                }
+                return Ok(ColumnarValue::Array(texts));
+            }
+            ("tarn_to_json", _) => {
+                for row in 0..args.number_rows {
+                    let value = ScalarValue::try_from_array(&values[0], row)?;
+                    out.append_value(json_text(&value, json));
+                }
+            }
+            ("tarn_json_array", DataType::List(_)) => {
+                for list in values[0].as_list::<i32>().iter() {
+                    let Some(list) = list else {
+                        out.append_null();
+                        continue;
+                    };
+                    let texts = datafusion::arrow::compute::cast(&list, &DataType::Utf8)?;
+                    let texts: Vec<&str> = texts
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|t| t.unwrap_or("null"))
+                        .collect();
+                    out.append_value(format!("[{}]", texts.join(", ")));
+                }
+            }
+            (name, other) => return datafusion::common::exec_err!("{name} of {other}"),
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
 }

@@ -82,13 +82,28 @@ fn alias_duplicate_items(projection: &mut [SelectItem]) {
         SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(ident_name(i)),
         SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last().map(ident_name),
         // DataFusion names every subquery alike (`f((<subquery>))`: a regclass literal
-        // becomes one)
+        // becomes one), and a cast after what it casts (`0.1::float8` and `0.1::real` are
+        // both `Utf8("0.1")`)
         SelectItem::UnnamedExpr(e) => {
             let mut e = e.clone();
             let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut e, |e| {
-                if matches!(e, Expr::Subquery(_)) {
-                    *e =
-                        Expr::Identifier(datafusion::sql::sqlparser::ast::Ident::new("<subquery>"));
+                loop {
+                    match e {
+                        Expr::Subquery(_) => {
+                            *e = Expr::Identifier(datafusion::sql::sqlparser::ast::Ident::new(
+                                "<subquery>",
+                            ))
+                        }
+                        Expr::Cast { expr, .. } => {
+                            *e = std::mem::replace(
+                                expr.as_mut(),
+                                Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+                            );
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    break;
                 }
                 std::ops::ControlFlow::<()>::Continue(())
             });
@@ -301,6 +316,8 @@ mod tests {
             ("SELECT NULL, NULL", ["?column?", "?column?"]),
             // DataFusion names both `f((<subquery>))`
             ("SELECT f((SELECT 1)), f((SELECT 2))", ["f", "f"]),
+            // and a cast after what it casts
+            ("SELECT 0.1::float8, 0.1::real", ["float8", "float4"]),
         ] {
             let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
                 .expect("parses")

@@ -12,10 +12,10 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, DataType as SqlDataType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, Ident, JoinOperator, LimitClause, ObjectName, ObjectNamePart,
-    OrderBy, OrderByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor,
-    TableWithJoins, Value, Visit, VisitMut, Visitor, VisitorMut,
+    BinaryOperator, CastKind, CharacterLength, DataType as SqlDataType, Expr, Function,
+    FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, JoinOperator, LimitClause,
+    ObjectName, ObjectNamePart, OrderBy, OrderByExpr, OrderByKind, Query, SelectItem, SetExpr,
+    Statement, TableFactor, TableWithJoins, Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -102,6 +102,9 @@ impl PgParser {
             || lower.contains("real")
             || lower.contains("typbasetype")
             || lower.contains("bytea")
+            || lower.contains("varchar")
+            || lower.contains("varying")
+            || lower.contains("json")
         {
             for statement in &mut statements {
                 let _ = VisitMut::visit(statement, &mut ExpressionRewrites { postgres });
@@ -307,6 +310,9 @@ impl VisitorMut for ExpressionRewrites {
             .or_else(|| interval_literal(expr))
             .or_else(|| domain_base_type(expr))
             .or_else(|| bytea_literal(expr))
+            .or_else(|| self.postgres.then(|| varchar_cast(expr)).flatten())
+            .or_else(|| self.postgres.then(|| json_cast(expr)).flatten())
+            .or_else(|| json_agg(expr))
         {
             *expr = rewritten;
         }
@@ -715,6 +721,74 @@ fn bytea_literal(expr: &Expr) -> Option<Expr> {
     let bytes = bytea_input(text)?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     parse_expr(&format!("decode('{hex}', 'hex')"))
+}
+
+/// `CAST(x AS varchar[(n)])` (`x::varchar`, `character varying`) as
+/// `tarn_varchar(CAST(x AS text)[, n])`, whose result says it is a `varchar` (of length `n`):
+/// Arrow has one string type, so the RowDescription said `text` (pgjdbc's
+/// `getColumnTypeName`). Longer values are cut to `n` characters, as Postgres's cast does.
+fn varchar_cast(expr: &Expr) -> Option<Expr> {
+    let Expr::Cast {
+        kind: CastKind::Cast | CastKind::DoubleColon,
+        expr: inner,
+        data_type:
+            SqlDataType::Varchar(length)
+            | SqlDataType::CharacterVarying(length)
+            | SqlDataType::CharVarying(length),
+        array: false,
+        format: None,
+    } = expr
+    else {
+        return None;
+    };
+    let length = match length {
+        None => String::new(),
+        Some(CharacterLength::IntegerLength { length, .. }) => format!(", {length}"),
+        Some(CharacterLength::Max) => return None,
+    };
+    parse_expr(&format!("tarn_varchar(CAST({inner} AS text){length})"))
+}
+
+/// `CAST(x AS json)` (`'[]'::json`) as `tarn_json(CAST(x AS text))`: text that must be JSON,
+/// marked `json` for the RowDescription (Metabase's routine sync).
+fn json_cast(expr: &Expr) -> Option<Expr> {
+    let Expr::Cast {
+        kind: CastKind::Cast | CastKind::DoubleColon,
+        expr: inner,
+        data_type: SqlDataType::JSON,
+        array: false,
+        format: None,
+    } = expr
+    else {
+        return None;
+    };
+    parse_expr(&format!("tarn_json(CAST({inner} AS text))"))
+}
+
+/// `json_agg(x [ORDER BY …]) [FILTER (…)]` as `tarn_json_array(array_agg(tarn_to_json(x)
+/// [ORDER BY …]) [FILTER (…)])`: the JSON array of the values, in `array_agg`'s order, NULL
+/// over no rows, as in Postgres (Metabase's routine sync lists each routine's parameters so).
+fn json_agg(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    if f.over.is_some() || !is_call(f, "json_agg") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(value))] = list.args.as_slice() else {
+        return None;
+    };
+    let mut inner = f.clone();
+    inner.name = ObjectName::from(vec![Ident::new("array_agg")]);
+    let mut args = list.clone();
+    args.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(parse_expr(
+        &format!("tarn_to_json({value})"),
+    )?))];
+    inner.args = FunctionArguments::List(args);
+    parse_expr(&format!("tarn_json_array({inner})"))
 }
 
 /// The bytes of Postgres's `bytea` input `text`; `None` if it is not valid input.
@@ -1806,6 +1880,28 @@ mod tests {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    #[test]
+    fn varchar_and_json_casts_and_json_agg_are_rewritten() {
+        assert_eq!(
+            parsed("SELECT CAST(a AS varchar(3)) AS v, b::character varying AS w FROM t"),
+            "SELECT tarn_varchar(CAST(a AS TEXT), 3) AS v, tarn_varchar(CAST(b AS TEXT)) AS w \
+             FROM t"
+        );
+        // a try_cast, and a cast to text, stay
+        assert_eq!(
+            parsed("SELECT TRY_CAST(a AS varchar) AS v, a::text AS w FROM t"),
+            "SELECT TRY_CAST(a AS VARCHAR) AS v, a::TEXT AS w FROM t"
+        );
+        assert_eq!(
+            parsed(
+                "SELECT COALESCE(json_agg(x ORDER BY y) FILTER (WHERE x > 0), '[]'::json) AS j \
+                 FROM t"
+            ),
+            "SELECT COALESCE(tarn_json_array(array_agg(tarn_to_json(x) ORDER BY y) \
+             FILTER (WHERE x > 0)), tarn_json(CAST('[]' AS TEXT))) AS j FROM t"
+        );
     }
 
     #[test]

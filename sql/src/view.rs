@@ -87,6 +87,7 @@ impl Session {
                 Box::new(query.clone()),
             ))))
             .await?;
+        let own = crate::arithmetic::type_integer_literals(own)?;
         self.check_not_recursive(&name, &own).await?;
         let own_names: Vec<String> = own
             .schema()
@@ -254,9 +255,10 @@ impl LakeViewProvider {
         for (key, value) in &view.settings {
             options.set(key, value)?;
         }
-        state
+        let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-            .await
+            .await?;
+        crate::arithmetic::type_integer_literals(plan)
     }
 
     /// The view's query, planned in `state` and given the view's columns.

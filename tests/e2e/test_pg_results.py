@@ -133,7 +133,12 @@ TYPE_CASES = [
     ("SELECT CAST(1 AS int) AS v", {23}),
     ("SELECT CAST(1 AS smallint) AS v", {21}),
     ("SELECT CAST('a' AS text) AS v", {25}),
-    ("SELECT CAST('a' AS varchar) AS v", {25, 1043}),
+    ("SELECT CAST('a' AS varchar) AS v", {1043}),
+    ("SELECT CAST('abc' AS varchar(2)) AS v", {1043}),
+    ("SELECT 1 AS v", {23}),
+    ("SELECT 1 + 1 AS v", {23}),
+    ("SELECT 3000000000 AS v", {20}),
+    ("SELECT ARRAY[1, 2] AS v", {1007}),
     ("SELECT CAST(1.5 AS numeric(10,2)) AS v", {1700}),
     ("SELECT 1.5 AS v", {1700}),
     ("SELECT DATE '2024-01-01' AS v", {1082}),
@@ -195,6 +200,48 @@ def test_row_description_size_and_typmod(tarn_demo, sql, expected, binary):
         cur.execute(sql)
         d = cur.description[0]
         assert (d.type_code, d.internal_size, d.precision, d.scale) == expected, (sql, d)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_varchar_casts(tarn_demo, binary):
+    """`CAST(x AS varchar(n))` is a varchar of length n, cut to n characters, as in
+    PostgreSQL 15 (psycopg shows the length as display_size)."""
+    with tarn_demo.psycopg() as conn:
+        cur = conn.cursor(binary=binary)
+        cur.execute("SELECT CAST('abcdef' AS varchar(3)) AS v, CAST('x' AS varchar) AS w, "
+                    "r_name::character varying(2) AS n FROM demo.region WHERE r_regionkey = 1")
+        got = [(d.name, d.type_code, d.internal_size, d.display_size) for d in cur.description]
+        assert got == [("v", 1043, None, 3), ("w", 1043, None, None), ("n", 1043, None, 2)]
+        assert cur.fetchall() == [("abc", "x", "AM")]
+        with pytest.raises(psycopg.Error) as ei:
+            conn.execute("SELECT CAST('x' AS varchar(0))")
+        assert "length for type varchar" in str(ei.value)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_integer_overflow_is_an_error(tarn_demo):
+    """Integer arithmetic that overflows fails with 22003, as in PostgreSQL 15, where it
+    wrapped around to a wrong number; integer literals are int4, so `2147483647 + 1`
+    overflows as an integer."""
+    cases = [
+        ("SELECT 9223372036854775807 + 1", "bigint out of range"),
+        ("SELECT -9223372036854775807 - 2", "bigint out of range"),
+        ("SELECT 2147483647 + 1", "integer out of range"),
+        ("SELECT 100000 * 100000", "integer out of range"),
+        ("SELECT CAST(32767 AS smallint) + CAST(1 AS smallint)", "smallint out of range"),
+        ("SELECT o_orderkey * 4611686018427387904 FROM demo.orders", "bigint out of range"),
+        ("SELECT max(o_orderkey) + 9223372036854775807 FROM demo.orders", "bigint out of range"),
+    ]
+    with tarn_demo.psycopg() as conn:
+        for sql, message in cases:
+            with pytest.raises(psycopg.Error) as ei:
+                conn.execute(sql).fetchall()
+            assert ei.value.sqlstate == "22003", (sql, str(ei.value))
+            assert message in str(ei.value), (sql, str(ei.value))
+        # where the result fits, the answer is as before
+        assert conn.execute("SELECT CAST(100000 AS bigint) * 100000, 2147483647 + 1::bigint, "
+                            "max(o_orderkey) * 2 FROM demo.orders").fetchone() == (
+            10000000000, 2147483648, 120000)
 
 
 # ---- NULLs and values ---------------------------------------------------------------------
@@ -355,6 +402,30 @@ def test_rollback_undoes_insert(tarn):
         assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (2,)
 
 
+def test_held_inserts_are_the_blocks_own_until_commit(tarn):
+    """As in PostgreSQL 15: a block reads its own inserts (also inserting from them), another
+    connection sees them only after COMMIT, and a connection that ends inside a block leaves
+    nothing."""
+    with tarn.psycopg() as a, tarn.psycopg() as b:
+        t = _table(a, "a INT, b TEXT")
+        a.execute("BEGIN")
+        a.execute(f"INSERT INTO {t} VALUES (1, 'x'), (2, 'y')")
+        a.execute(f"INSERT INTO {t} SELECT a + 10, b FROM {t}")
+        assert a.execute(f"SELECT count(*), sum(a) FROM {t}").fetchone() == (4, 26)
+        assert a.execute(f"SELECT s.b FROM {t} s JOIN {t} u ON s.a = u.a + 10 "
+                         "ORDER BY 1").fetchall() == [("x",), ("y",)]
+        assert b.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+        assert a.execute("COMMIT").statusmessage == "COMMIT"
+        assert b.execute(f"SELECT a, b FROM {t} ORDER BY a").fetchall() == [
+            (1, "x"), (2, "y"), (11, "x"), (12, "y")]
+    c = tarn.psycopg()
+    c.execute("BEGIN")
+    c.execute(f"INSERT INTO {t} VALUES (99, 'gone')")
+    c.close()  # not psycopg's `with`, which commits
+    with tarn.psycopg() as d:
+        assert d.execute(f"SELECT count(*) FROM {t}").fetchone() == (4,)
+
+
 def test_start_transaction_read_only(tarn):
     with tarn.psycopg() as conn:
         t = _table(conn)
@@ -415,8 +486,8 @@ def test_savepoints(tarn_demo):
 
 def test_transaction_statement_errors_and_warnings(tarn):
     """What Postgres answers around blocks: savepoints need a block (25P01), unknown ones are
-    3B001, BEGIN inside a block and COMMIT outside one warn, and a rollback over writes warns
-    that they stay (tarn commits each write when it runs)."""
+    3B001, BEGIN inside a block and COMMIT outside one warn; a rollback undoes the block's
+    inserts, and warns over a COPY FROM, which tarn commits when it runs."""
     TS = psycopg.pq.TransactionStatus
     with tarn.psycopg() as conn:
         notices = []
@@ -445,23 +516,42 @@ def test_transaction_statement_errors_and_warnings(tarn):
         assert conn.execute("ROLLBACK").statusmessage == "ROLLBACK"
         assert conn.info.transaction_status == TS.IDLE
 
-        # Savepoint names fold like identifiers; a name set twice rolls back to the newest.
+        # Savepoint names fold like identifiers; a name set twice rolls back to the newest,
+        # undoing the inserts since (as in PostgreSQL 15).
+        count = f"SELECT count(*) FROM {t}"
         conn.execute("BEGIN")
         conn.execute("SAVEPOINT Sp")
         conn.execute(f"INSERT INTO {t} VALUES (1)")
         conn.execute('SAVEPOINT "sp"')
         conn.execute(f"INSERT INTO {t} VALUES (2)")
-        assert notices == []
         conn.execute("ROLLBACK TO SAVEPOINT sp")
-        assert notices.pop()[2].startswith("1 statement in this transaction wrote data")
-        conn.execute("ROLLBACK TO SAVEPOINT sp")  # still there, and nothing wrote since
-        assert notices == []
+        assert conn.execute(count).fetchone() == (1,)
+        conn.execute("ROLLBACK TO SAVEPOINT sp")  # still there
+        assert conn.execute(count).fetchone() == (1,)
         conn.execute("RELEASE sp")
         conn.execute("ROLLBACK TO SP")  # the first one
-        assert notices.pop()[2].startswith("2 statements in this transaction wrote data")
+        assert conn.execute(count).fetchone() == (0,)
+        conn.execute(f"INSERT INTO {t} VALUES (3)")
         conn.execute("ROLLBACK")
-        assert notices.pop()[2].startswith("2 statements")
-        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (2,)
+        assert notices == []
+        assert conn.execute(count).fetchone() == (0,)
+
+        # COPY FROM is held too; CREATE TABLE commits when it runs, and a rollback over it
+        # warns that it stays.
+        conn.execute("BEGIN")
+        conn.execute("SAVEPOINT c")
+        with conn.cursor().copy(f"COPY {t} FROM STDIN") as copy:
+            copy.write_row((7,))
+        assert conn.execute(count).fetchone() == (1,)
+        conn.execute("ROLLBACK TO SAVEPOINT c")
+        assert notices == []
+        assert conn.execute(count).fetchone() == (0,)
+        other = _table(conn)
+        conn.execute("ROLLBACK")
+        assert notices.pop()[2].startswith("1 statement in this transaction wrote data that "
+                                           "stays"), notices
+        assert conn.execute(f"SELECT count(*) FROM {other}").fetchone() == (0,)
+        conn.execute(f"INSERT INTO {t} VALUES (7)")
 
         # One simple query with the whole block, and COMMIT AND CHAIN keeping the block open.
         conn.execute("BEGIN READ ONLY; SAVEPOINT x; ROLLBACK TO x; COMMIT AND CHAIN")
@@ -473,7 +563,7 @@ def test_transaction_statement_errors_and_warnings(tarn):
         conn.execute("ROLLBACK")
         assert _show(conn, "transaction_read_only") == "off"
         conn.execute(f"INSERT INTO {t} VALUES (3)")
-        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (3,)
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (2,)
 
 
 def test_scalar_subqueries_in_the_select_list(tarn_demo):
@@ -511,15 +601,43 @@ def test_catalog_functions_drivers_call(tarn_demo):
         assert "demo" in schemas and "pg_catalog" not in schemas, schemas
         assert conn.execute("SELECT 'a_b' LIKE 'a!_b' ESCAPE '!', 'axb' LIKE 'a!_b' ESCAPE '!'"
                             ).fetchone() == (True, False)
+        # a json value, which psycopg reads into a dict; its text as PostgreSQL 15 writes it
         assert conn.execute(
             "SELECT json_build_object('name', n_name, 'key', n_nationkey, 'none', NULL) "
             "FROM demo.nation WHERE n_nationkey = 1").fetchone() == (
-            '{"key":1,"name":"ARGENTINA","none":null}',)
+            {"key": 1, "name": "ARGENTINA", "none": None},)
+        assert conn.execute(
+            "SELECT CAST(json_build_object('name', n_name, 'key', n_nationkey, 'none', NULL, "
+            "'inner', json_build_object('ok', true)) AS text) "
+            "FROM demo.nation WHERE n_nationkey = 1").fetchone() == (
+            '{"name" : "ARGENTINA", "key" : 1, "none" : null, "inner" : {"ok" : true}}',)
         assert conn.execute(
             "SELECT pg_size_pretty(CAST(10240 AS bigint)), pg_size_pretty(CAST(1572864 AS bigint))"
         ).fetchone() == ("10 kB", "1536 kB")
         assert conn.execute(
             "SELECT pg_type_is_visible(23), pg_function_is_visible(1)").fetchone() == (True, True)
+
+
+def test_json_agg_and_json_casts(tarn_demo):
+    """json_agg with ORDER BY and FILTER, and `::json`, as PostgreSQL 15 answers them
+    (Metabase's routine sync): type json (114), Postgres's layout, NULL over no rows, and
+    22P02 for text that is not JSON."""
+    with tarn_demo.psycopg() as conn:
+        cur = conn.execute(
+            "SELECT json_agg(json_build_object('k', r_regionkey, 'n', r_name) "
+            "ORDER BY r_regionkey DESC) FILTER (WHERE r_regionkey < 2), "
+            "CAST(json_agg(r_regionkey ORDER BY r_regionkey) AS text), '[ 1,2]'::json "
+            "FROM demo.region")
+        assert [d.type_code for d in cur.description] == [114, 25, 114]
+        assert cur.fetchone() == ([{"k": 1, "n": "AMERICA"}, {"k": 0, "n": "AFRICA"}],
+                                  "[0, 1, 2, 3, 4]", [1, 2])
+        assert conn.execute("SELECT json_agg(r_name) IS NULL, "
+                            "CAST(COALESCE(json_agg(r_name), '[]'::json) AS text) "
+                            "FROM demo.region WHERE r_regionkey > 10").fetchone() == (True, "[]")
+        with pytest.raises(psycopg.Error) as ei:
+            conn.execute("SELECT 'not json'::json")
+        assert ei.value.sqlstate == "22P02", str(ei.value)
+        assert "invalid input syntax for type json" in str(ei.value)
 
 
 def test_any_of_a_list_parameter(tarn_demo):

@@ -249,6 +249,29 @@ def test_text_output_matches_postgres(tarn_demo):
     assert wrong == {}, f"(tarn, PostgreSQL) text per column: {wrong}"
 
 
+def test_float_text_follows_extra_float_digits(tarn_demo):
+    """float8 and float4 in the text format as PostgreSQL 15 writes them at each
+    extra_float_digits: the shortest exact digits above 0 (1 is the default), else rounded
+    to 15 (or 6) + extra_float_digits digits; exponents from 1e+15 (1e+06 for float4)."""
+    sql = ("SELECT 100::float8, 1e15::float8, 1e14::float8, 123456789012345678::float8, "
+           "0.00001::float8, 1.5e-7::float8, 'inf'::float8, '-inf'::float8, 'nan'::float8, "
+           "'-0'::float8, (1/3.0::float8), 1e6::real, 123456::real, 1234567::real, "
+           "CAST(1 AS real) / CAST(3 AS real), ARRAY[1.5::float8, 100, NULL]")
+    expected = {
+        "1": "100|1e+15|100000000000000|1.2345678901234568e+17|1e-05|1.5e-07|Infinity|"
+             "-Infinity|NaN|-0|0.3333333333333333|1e+06|123456|1.234567e+06|0.33333334|"
+             "{1.5,100,NULL}",
+        "0": "100|1e+15|100000000000000|1.23456789012346e+17|1e-05|1.5e-07|Infinity|"
+             "-Infinity|NaN|-0|0.333333333333333|1e+06|123456|1.23457e+06|0.333333|"
+             "{1.5,100,NULL}",
+        "-3": "100|1e+15|1e+14|1.23456789012e+17|1e-05|1.5e-07|Infinity|-Infinity|NaN|-0|"
+              "0.333333333333|1e+06|1.23e+05|1.23e+06|0.333|{1.5,100,NULL}",
+    }
+    for digits, want in expected.items():
+        out = ok(tarn_demo, "-A", "-t", "-c", f"SET extra_float_digits = {digits}", "-c", sql)
+        assert out.splitlines()[-1] == want, (digits, out)
+
+
 def test_demo_timestamps_text(tarn_demo):
     """A timestamptz column in the text format: `YYYY-MM-DD HH:MM:SS[.ffffff]+00`."""
     out = ok(tarn_demo, "-A", "-t", "-c",

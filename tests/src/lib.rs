@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use sqllogictest::{DBOutput, DefaultColumnType};
 use tarn_catalog::{Catalog, CatalogConfig, ObjectStores, StoresConfig};
@@ -183,6 +183,12 @@ fn render(batches: &[RecordBatch]) -> anyhow::Result<Vec<Vec<String>>> {
                         } else {
                             "f".into()
                         }
+                    }
+                    DataType::Float64 if !col.is_null(row) => {
+                        tarn_server::float8_text(col.as_primitive::<Float64Type>().value(row), 1)
+                    }
+                    DataType::Float32 if !col.is_null(row) => {
+                        tarn_server::float4_text(col.as_primitive::<Float32Type>().value(row), 1)
                     }
                     _ => f.value(row).to_string(),
                 })

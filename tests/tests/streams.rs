@@ -102,7 +102,7 @@ async fn acknowledged_records_are_rows_of_stream() -> anyhow::Result<()> {
         err.to_string().contains("stream()") || format!("{err:?}").contains("stream()"),
         "{err:?}"
     );
-    let one: i64 = client.query_one("SELECT 1", &[]).await?.get(0);
+    let one: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
     assert_eq!(one, 1);
     drop(client);
     server.shutdown().await;

@@ -41,6 +41,8 @@ mod settings;
 mod text;
 mod transaction;
 
+pub use text::{float4_text, float8_text};
+
 pub(crate) use auth::{PgAuth, tls};
 use control::{Control, Running, Statements, TarnCancelHandler};
 
@@ -475,10 +477,11 @@ impl TarnQueryHandler {
         }
         let control = self.start(client);
         let session = Arc::clone(&self.session);
+        let held = self.session.held_writes();
         let work = async move { session.execute(plan).await.map_err(pg_error) };
         let output = control.run(on_executor(&self.session, work)).await?;
         if write.is_some() {
-            self.block.wrote(status);
+            self.block.wrote(status, self.session.held_writes() > held);
         }
         let options = Arc::new(settings::format_options(client.metadata()));
         self.respond(
@@ -780,6 +783,26 @@ async fn on_executor<T: Send + 'static>(
         .map_err(|e| pg_error(tarn_sql::Error::from(e)))?
 }
 
+impl TarnQueryHandler {
+    /// Before `COMMIT` ends a block (`status`): writes the inserts the block held. If that
+    /// fails, the COMMIT fails and the block is aborted; its `ROLLBACK` then ends it.
+    async fn commit_held(
+        &self,
+        statement: &SqlStatement,
+        status: TransactionStatus,
+    ) -> PgWireResult<()> {
+        if !matches!(statement, SqlStatement::Commit { .. })
+            || status != TransactionStatus::Transaction
+            || self.session.held_writes() == 0
+        {
+            return Ok(());
+        }
+        let session = Arc::clone(&self.session);
+        let work = async move { session.commit_held_writes().await.map_err(pg_error) };
+        on_executor(&self.session, work).await
+    }
+}
+
 /// `df`'s rows in the client's formats, under Postgres' column names, stopped by `control`.
 async fn encode_rows(
     executor: &tarn_sql::Executor,
@@ -843,7 +866,7 @@ fn pg_fields(
         .into_iter()
         .zip(schema.fields())
         .map(|(info, field)| {
-            let info = match oid_array(field) {
+            let info = match oid_array(field).or_else(|| marked_type(field)) {
                 Some(t) => FieldInfo::new(info.name().to_owned(), None, None, t, info.format())
                     .with_format_options(Arc::clone(info.format_options())),
                 None => info,
@@ -851,7 +874,7 @@ fn pg_fields(
             let info = with_origin(info, field);
             let size = type_size(info.datatype());
             let info = info.with_type_size(size);
-            match tarn_sql::numeric_typmod(field.data_type()) {
+            match varchar_typmod(field).or_else(|| tarn_sql::numeric_typmod(field.data_type())) {
                 Some(typmod) => info.with_type_modifier(typmod),
                 None => info,
             }
@@ -897,6 +920,28 @@ fn oid_array(field: &datafusion::arrow::datatypes::Field) -> Option<Type> {
         return None;
     };
     (field_into_pg_type(element).ok()? == Type::OID).then_some(Type::OID_ARRAY)
+}
+
+/// The type the engine marked a text column with, where it is not `text` (`varchar`,
+/// `json`; see `tarn_sql::VARCHAR_EXTENSION`).
+fn marked_type(field: &datafusion::arrow::datatypes::Field) -> Option<Type> {
+    if !matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View) {
+        return None;
+    }
+    match field.extension_type_name()? {
+        tarn_sql::VARCHAR_EXTENSION => Some(Type::VARCHAR),
+        tarn_sql::JSON_EXTENSION => Some(Type::JSON),
+        _ => None,
+    }
+}
+
+/// A `varchar(n)`'s type modifier, `n + 4` (Postgres's `atttypmod`).
+fn varchar_typmod(field: &datafusion::arrow::datatypes::Field) -> Option<i32> {
+    if field.extension_type_name()? != tarn_sql::VARCHAR_EXTENSION {
+        return None;
+    }
+    let length: i32 = field.extension_type_metadata()?.parse().ok()?;
+    Some(length + 4)
 }
 
 /// `pg_type.typlen` of `t`: its fixed width in bytes, -1 for a variable-width type.
@@ -1044,9 +1089,10 @@ impl pgwire::api::copy::CopyHandler for TarnQueryHandler {
             }
         };
         let control = self.start(client);
+        let held = self.session.held_writes();
         let written = control.run(on_executor(&self.session, work)).await?;
         if written > 0 {
-            self.block.wrote(status);
+            self.block.wrote(status, self.session.held_writes() > held);
         }
         let rows = usize::try_from(written).unwrap_or(usize::MAX);
         client
@@ -1125,6 +1171,12 @@ impl SimpleQueryHandler for TarnQueryHandler {
         let mut status = client.transaction_status();
         'statements: for (i, statement) in statements.into_iter().enumerate() {
             if let Some(s) = statement.as_sql()
+                && let Err(e) = self.commit_held(s, status).await
+            {
+                responses.push(error_response(e));
+                break 'statements;
+            }
+            if let Some(s) = statement.as_sql()
                 && let Some(answer) =
                     self.block
                         .answer(&self.session, client.metadata_mut(), s, status)
@@ -1195,6 +1247,7 @@ impl SimpleQueryHandler for TarnQueryHandler {
             };
             let control = self.start(client);
             let session = Arc::clone(&self.session);
+            let held = self.session.held_writes();
             let work = async move {
                 let plan = session.plan(&statement).await.map_err(pg_error)?;
                 let names = pg_names(&statement, &plan);
@@ -1211,7 +1264,7 @@ impl SimpleQueryHandler for TarnQueryHandler {
             match result {
                 Ok((output, names)) => {
                     if write.is_some() {
-                        self.block.wrote(status);
+                        self.block.wrote(status, self.session.held_writes() > held);
                     }
                     let options = Arc::new(settings::format_options(client.metadata()));
                     let response = self
@@ -1499,6 +1552,9 @@ impl ExtendedQueryHandler for TarnQueryHandler {
     {
         let statement = &portal.statement.statement.statement;
         let status = client.transaction_status();
+        if let Some(s) = statement.as_sql() {
+            self.commit_held(s, status).await?;
+        }
         if let Some(s) = statement.as_sql()
             && let Some(answer) = self
                 .block

@@ -16,8 +16,8 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
 use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{
-    DataType, IntervalMonthDayNanoType, IntervalUnit, Time64MicrosecondType, TimeUnit,
-    TimestampMicrosecondType,
+    DataType, Float32Type, Float64Type, IntervalMonthDayNanoType, IntervalUnit,
+    Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
 };
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::{PgWireError, PgWireResult};
@@ -38,6 +38,10 @@ pub(crate) fn postgres_text_forms(
                     options.date_style.trim_start().starts_with("ISO")
                 }
                 DataType::Interval(_) => options.interval_style.eq_ignore_ascii_case("postgres"),
+                DataType::Float32 | DataType::Float64 => true,
+                DataType::List(item) | DataType::LargeList(item) => {
+                    matches!(item.data_type(), DataType::Float32 | DataType::Float64)
+                }
                 _ => false,
             }
     };
@@ -53,10 +57,12 @@ pub(crate) fn postgres_text_forms(
     }
     let mut columns = batch.columns().to_vec();
     for i in rewrite {
-        let session_zone = fields[i].format_options().time_zone.parse::<Tz>().ok();
+        let options = fields[i].format_options();
+        let session_zone = options.time_zone.parse::<Tz>().ok();
+        let extra_float_digits = i32::from(options.extra_float_digits);
         columns[i] = match fields[i].format() {
             FieldFormat::Binary => binary_intervals(&columns[i]),
-            FieldFormat::Text => text_column(&columns[i], session_zone),
+            FieldFormat::Text => text_column(&columns[i], session_zone, extra_float_digits),
         }
         .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
     }
@@ -97,14 +103,45 @@ fn binary_intervals(column: &ArrayRef) -> Result<ArrayRef, datafusion::arrow::er
 }
 
 /// `column` as text; a `timestamptz` in `session_zone` (the connection's TimeZone), as
-/// Postgres shows every instant, else in the column's own zone.
+/// Postgres shows every instant, else in the column's own zone; a float (or an array of
+/// them) with the digits `extra_float_digits` asks for.
 fn text_column(
     column: &ArrayRef,
     session_zone: Option<Tz>,
+    extra_float_digits: i32,
 ) -> Result<ArrayRef, datafusion::arrow::error::ArrowError> {
     use datafusion::arrow::compute::cast;
     let mut out = StringBuilder::with_capacity(column.len(), column.len() * 24);
     match column.data_type() {
+        DataType::Float32 => {
+            for value in column.as_primitive::<Float32Type>().iter() {
+                match value {
+                    Some(v) => out.append_value(float4_text(v, extra_float_digits)),
+                    None => out.append_null(),
+                }
+            }
+        }
+        DataType::Float64 => {
+            for value in column.as_primitive::<Float64Type>().iter() {
+                match value {
+                    Some(v) => out.append_value(float8_text(v, extra_float_digits)),
+                    None => out.append_null(),
+                }
+            }
+        }
+        // each element as text, which pgwire writes as an array's elements (`{1.5,NULL}`)
+        DataType::List(item) | DataType::LargeList(item) => {
+            let list = cast(column, &DataType::List(Arc::clone(item)))?;
+            let list = list.as_list::<i32>();
+            let values = text_column(list.values(), session_zone, extra_float_digits)?;
+            let field = Arc::new(item.as_ref().clone().with_data_type(DataType::Utf8));
+            return Ok(Arc::new(datafusion::arrow::array::ListArray::try_new(
+                field,
+                list.offsets().clone(),
+                values,
+                list.nulls().cloned(),
+            )?));
+        }
         DataType::Timestamp(_, zone) => {
             let micros = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
             let micros = micros.as_primitive::<TimestampMicrosecondType>();
@@ -151,6 +188,79 @@ fn text_column(
         _ => return Ok(Arc::clone(column)),
     }
     Ok(Arc::new(out.finish()))
+}
+
+/// A `float8` as Postgres's `float8out` writes it: with `extra_float_digits` above 0 (its
+/// default, 1) the fewest digits that read back as the same value, else rounded to
+/// 15 + `extra_float_digits` digits (`%g`); `NaN`, `Infinity`, `-0`, `1e+20`.
+pub fn float8_text(value: f64, extra_float_digits: i32) -> String {
+    if extra_float_digits > 0 {
+        float_text(value, &format!("{value:e}"), 15)
+    } else {
+        let digits = (15 + extra_float_digits).max(1);
+        float_text(
+            value,
+            &format!("{value:.*e}", (digits - 1) as usize),
+            digits,
+        )
+    }
+}
+
+/// A `float4` as Postgres's `float4out` writes it: as [`float8_text`], with 6 digits where
+/// a `float8` has 15.
+pub fn float4_text(value: f32, extra_float_digits: i32) -> String {
+    if extra_float_digits > 0 {
+        float_text(f64::from(value), &format!("{value:e}"), 6)
+    } else {
+        let digits = (6 + extra_float_digits).max(1);
+        float_text(
+            f64::from(value),
+            &format!("{value:.*e}", (digits - 1) as usize),
+            digits,
+        )
+    }
+}
+
+/// `scientific` (Rust's `{:e}` of `value`: `-1.50e-7`) as Postgres writes it: in positional
+/// notation when the exponent is at least -4 and below `positional_below`, else as `1.5e-07`;
+/// trailing zeros dropped.
+fn float_text(value: f64, scientific: &str, positional_below: i32) -> String {
+    if value.is_nan() {
+        return "NaN".to_owned();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
+    }
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let digits = match digits.trim_end_matches('0') {
+        "" => "0",
+        trimmed => trimmed,
+    };
+    if (-4..positional_below).contains(&exponent) {
+        let point = exponent + 1;
+        let body = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+        } else if digits.len() <= point as usize {
+            format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+        } else {
+            let (whole, part) = digits.split_at(point as usize);
+            format!("{whole}.{part}")
+        };
+        return format!("{sign}{body}");
+    }
+    let (first, rest) = digits.split_at(1);
+    let point = if rest.is_empty() { "" } else { "." };
+    let exp_sign = if exponent < 0 { '-' } else { '+' };
+    format!(
+        "{sign}{first}{point}{rest}e{exp_sign}{:02}",
+        exponent.unsigned_abs()
+    )
 }
 
 /// An interval as Postgres writes it (IntervalStyle `postgres`): `1 year 2 mons 3 days
@@ -247,7 +357,7 @@ mod tests {
     use super::*;
 
     fn texts(column: ArrayRef) -> Vec<Option<String>> {
-        let out = text_column(&column, None).expect("converts");
+        let out = text_column(&column, None, 1).expect("converts");
         out.as_string::<i32>()
             .iter()
             .map(|v| v.map(str::to_owned))
@@ -326,7 +436,7 @@ mod tests {
             Some("2024-01-02 03:04:05+00")
         );
         // a UTC column under a session in Asia/Kolkata
-        let session = text_column(&zoned("UTC"), "Asia/Kolkata".parse().ok()).expect("converts");
+        let session = text_column(&zoned("UTC"), "Asia/Kolkata".parse().ok(), 1).expect("converts");
         assert_eq!(
             session.as_string::<i32>().value(0),
             "2024-01-02 08:34:05+05:30"
@@ -347,6 +457,87 @@ mod tests {
         assert_eq!(
             texts(times),
             [Some("12:00:00".to_owned()), Some("00:00:01.5".to_owned())]
+        );
+    }
+
+    #[test]
+    fn floats_are_written_as_postgres_writes_them() {
+        // SET extra_float_digits = …; SELECT x::float8, …::real in PostgreSQL 15
+        let doubles = [
+            100.0,
+            1e15,
+            1e14,
+            123_456_789_012_345_680.0,
+            0.0001,
+            0.00001,
+            1.5e-7,
+            1e100,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -0.0,
+            0.1,
+            1.0 / 3.0,
+        ];
+        let written = |digits: i32| -> Vec<String> {
+            doubles.iter().map(|v| float8_text(*v, digits)).collect()
+        };
+        assert_eq!(
+            written(1).join("|"),
+            "100|1e+15|100000000000000|1.2345678901234568e+17|0.0001|1e-05|1.5e-07|1e+100|\
+             Infinity|-Infinity|NaN|-0|0.1|0.3333333333333333"
+        );
+        assert_eq!(
+            written(0).join("|"),
+            "100|1e+15|100000000000000|1.23456789012346e+17|0.0001|1e-05|1.5e-07|1e+100|\
+             Infinity|-Infinity|NaN|-0|0.1|0.333333333333333"
+        );
+        assert_eq!(
+            written(-3).join("|"),
+            "100|1e+15|1e+14|1.23456789012e+17|0.0001|1e-05|1.5e-07|1e+100|\
+             Infinity|-Infinity|NaN|-0|0.1|0.333333333333"
+        );
+        let singles = [
+            1e6_f32,
+            123_456.0,
+            1_234_567.0,
+            0.1,
+            1.0 / 3.0,
+            1e-5,
+            f32::NEG_INFINITY,
+        ];
+        let written = |digits: i32| -> Vec<String> {
+            singles.iter().map(|v| float4_text(*v, digits)).collect()
+        };
+        assert_eq!(
+            written(1).join("|"),
+            "1e+06|123456|1.234567e+06|0.1|0.33333334|1e-05|-Infinity"
+        );
+        assert_eq!(
+            written(0).join("|"),
+            "1e+06|123456|1.23457e+06|0.1|0.333333|1e-05|-Infinity"
+        );
+        assert_eq!(
+            written(-3).join("|"),
+            "1e+06|1.23e+05|1.23e+06|0.1|0.333|1e-05|-Infinity"
+        );
+        // an array's elements alike
+        let list = datafusion::arrow::array::ListArray::from_iter_primitive::<Float64Type, _, _>([
+            Some(vec![Some(1.5), Some(100.0), None]),
+            None,
+        ]);
+        let out = text_column(&(Arc::new(list) as ArrayRef), None, 1).expect("converts");
+        let out = out.as_list::<i32>();
+        assert!(out.is_null(1));
+        let first: Vec<Option<String>> = out
+            .value(0)
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect();
+        assert_eq!(
+            first,
+            [Some("1.5".to_owned()), Some("100".to_owned()), None]
         );
     }
 }

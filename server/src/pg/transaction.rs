@@ -1,11 +1,14 @@
-//! Transaction blocks as Postgres clients see them. tarn runs each statement on its own: a
-//! read sees the latest commit and a write commits when it runs, so a block holds no
-//! snapshot. What a block keeps is what clients rely on: `BEGIN`/`COMMIT`/`ROLLBACK` and
-//! their tags, savepoints (psycopg 3 and SQLAlchemy's nested transactions, asyncpg's nested
+//! Transaction blocks as Postgres clients see them: `BEGIN`/`COMMIT`/`ROLLBACK` and their
+//! tags, savepoints (psycopg 3 and SQLAlchemy's nested transactions, asyncpg's nested
 //! `transaction()`, pgjdbc's autosave), the block's isolation level and read-only mode, and
 //! the aborted state after an error (25P02) until `ROLLBACK [TO SAVEPOINT]`.
 //!
-//! A `ROLLBACK` cannot undo the writes the block made: it warns, naming how many there were.
+//! Inserts (and `COPY … FROM`) into Delta tables are held in the session until `COMMIT`
+//! writes them; `ROLLBACK`
+//! (or `ROLLBACK TO SAVEPOINT`) drops them (see `tarn_sql`'s `held`). A block holds no
+//! snapshot otherwise: its reads see the latest commit, with its own held rows. Other writes
+//! (listing tables, DDL) commit when they run, and a `ROLLBACK` over them warns,
+//! naming how many there were.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,11 +21,13 @@ use tarn_sql::Session;
 
 use super::settings;
 
-/// A savepoint, and how many writes the block had made when it was set.
+/// A savepoint, and how many writes the block had made (and inserts it held) when it was
+/// set.
 #[derive(Debug)]
 struct Savepoint {
     name: String,
     writes: usize,
+    held: usize,
 }
 
 /// One connection's transaction block, beside the status pgwire reports in `ReadyForQuery`.
@@ -34,7 +39,7 @@ pub(crate) struct Block {
 #[derive(Debug, Default)]
 struct State {
     savepoints: Vec<Savepoint>,
-    /// Statements that wrote since the block began.
+    /// Statements that wrote (and committed) since the block began.
     writes: usize,
 }
 
@@ -93,9 +98,9 @@ impl Block {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Counts a statement that wrote inside a block.
-    pub(crate) fn wrote(&self, status: TransactionStatus) {
-        if status != TransactionStatus::Idle {
+    /// Counts a statement that wrote inside a block, unless its write is held (`held`).
+    pub(crate) fn wrote(&self, status: TransactionStatus, held: bool) {
+        if status != TransactionStatus::Idle && !held {
             self.state().writes += 1;
         }
     }
@@ -134,6 +139,7 @@ impl Block {
                 match status {
                     Idle => {
                         *self.state() = State::default();
+                        session.hold_writes();
                         let set = settings::set_modes(session, metadata, modes, false);
                         if !modes.is_empty() {
                             settings::publish(session, metadata);
@@ -178,6 +184,8 @@ impl Block {
                     }));
                 }
                 let writes = std::mem::take(&mut *self.state()).writes;
+                // a COMMIT has written the held inserts already (see `commit_held_writes`)
+                session.end_held_writes();
                 let notices = if tag == "ROLLBACK" {
                     not_undone(writes)
                 } else {
@@ -185,6 +193,7 @@ impl Block {
                 };
                 let response = if *chain {
                     // The next block keeps this one's isolation level and access mode.
+                    session.hold_writes();
                     Response::Execution(Tag::new(tag))
                 } else {
                     settings::end_transaction(session, metadata);
@@ -195,7 +204,7 @@ impl Block {
             SqlStatement::Rollback {
                 savepoint: Some(name),
                 ..
-            } => self.rollback_to(name, status),
+            } => self.rollback_to(session, name, status),
             SqlStatement::Savepoint { name } => match status {
                 Idle => Err(error(
                     "25P01",
@@ -208,6 +217,7 @@ impl Block {
                     state.savepoints.push(Savepoint {
                         name: savepoint_name(name),
                         writes,
+                        held: session.held_writes(),
                     });
                     done(Response::Execution(Tag::new("SAVEPOINT")))
                 }
@@ -243,7 +253,12 @@ impl Block {
         Some(result)
     }
 
-    fn rollback_to(&self, name: &Ident, status: TransactionStatus) -> PgWireResult<Answer> {
+    fn rollback_to(
+        &self,
+        session: &Session,
+        name: &Ident,
+        status: TransactionStatus,
+    ) -> PgWireResult<Answer> {
         if status == TransactionStatus::Idle {
             return Err(error(
                 "25P01",
@@ -254,6 +269,7 @@ impl Block {
         let at = find(&state.savepoints, name).ok_or_else(|| no_savepoint(name))?;
         // The savepoint stays: a block may roll back to it again.
         state.savepoints.truncate(at + 1);
+        session.discard_held_writes(state.savepoints[at].held);
         let writes = state.writes;
         let since = writes - std::mem::replace(&mut state.savepoints[at].writes, writes);
         Ok(Answer {
@@ -294,8 +310,9 @@ fn not_undone(writes: usize) -> Vec<ErrorInfo> {
     vec![warning(
         "01000",
         format!(
-            "{writes} {statements} in this transaction wrote data that stays: tarn commits \
-             each write when it runs, and a rollback cannot undo it"
+            "{writes} {statements} in this transaction wrote data that stays: tarn holds \
+             inserts into Delta tables until COMMIT, but commits other writes (listing tables, \
+             DDL) when they run, and a rollback cannot undo those"
         ),
     )]
 }
