@@ -235,10 +235,10 @@ pub(crate) fn type_integer_literals(plan: LogicalPlan) -> datafusion::common::Re
     if recursive {
         return Ok(plan);
     }
-    plan.transform_up_with_subqueries(|plan| {
-        // `VALUES` keeps the types it was planned with, `LIMIT` counts in `bigint`, and
-        // statements and other crates' nodes keep theirs
-        if matches!(
+    // `VALUES` keeps the types it was planned with, `LIMIT` counts in `bigint`, and
+    // statements and other crates' nodes keep theirs
+    let kept = |plan: &LogicalPlan| {
+        matches!(
             plan,
             LogicalPlan::Values(_)
                 | LogicalPlan::Limit(_)
@@ -247,32 +247,62 @@ pub(crate) fn type_integer_literals(plan: LogicalPlan) -> datafusion::common::Re
                 | LogicalPlan::Dml(_)
                 | LogicalPlan::Ddl(_)
                 | LogicalPlan::Copy(_)
-        ) {
-            return Ok(Transformed::no(plan));
-        }
-        let names = NamePreserver::new(&plan);
-        let rewritten = plan.map_expressions(|expr| {
-            let name = names.save(&expr);
-            let expr = expr.transform_up(|e| match e {
-                Expr::Literal(ScalarValue::Int64(Some(v)), metadata) => match i32::try_from(v) {
-                    Ok(v) => Ok(Transformed::yes(Expr::Literal(
-                        ScalarValue::Int32(Some(v)),
-                        metadata,
-                    ))),
-                    Err(_) => Ok(Transformed::no(Expr::Literal(
-                        ScalarValue::Int64(Some(v)),
-                        metadata,
-                    ))),
-                },
-                e => Ok(Transformed::no(e)),
+        )
+    };
+    let mut changed = false;
+    let plan = plan
+        .transform_up_with_subqueries(|plan| {
+            if kept(&plan) {
+                return Ok(Transformed::no(plan));
+            }
+            let names = NamePreserver::new(&plan);
+            let rewritten = plan.map_expressions(|expr| {
+                let name = names.save(&expr);
+                let expr = expr.transform_down(|e| match e {
+                    // a grouping set's literals are part of its name, which an alias would
+                    // hide from the aggregate; `count(1)` is `count(*)`, which statistics answer
+                    Expr::GroupingSet(_) => Ok(Transformed::new(e, false, TreeNodeRecursion::Jump)),
+                    Expr::AggregateFunction(ref f) if f.func.name() == "count" => {
+                        Ok(Transformed::new(e, false, TreeNodeRecursion::Jump))
+                    }
+                    Expr::Literal(ScalarValue::Int64(Some(v)), metadata) => {
+                        match i32::try_from(v) {
+                            Ok(v) => Ok(Transformed::yes(Expr::Literal(
+                                ScalarValue::Int32(Some(v)),
+                                metadata,
+                            ))),
+                            Err(_) => Ok(Transformed::no(Expr::Literal(
+                                ScalarValue::Int64(Some(v)),
+                                metadata,
+                            ))),
+                        }
+                    }
+                    e => Ok(Transformed::no(e)),
+                })?;
+                Ok(expr.update_data(|e| name.restore(e)))
             })?;
-            Ok(expr.update_data(|e| name.restore(e)))
-        })?;
-        if rewritten.transformed {
-            rewritten.map_data(|plan| plan.recompute_schema())
-        } else {
+            changed |= rewritten.transformed;
             Ok(rewritten)
+        })
+        .data()?;
+    if !changed {
+        return Ok(plan);
+    }
+    // Every node's schema again, from the scans up: a parent (a projection over a derived
+    // table, a union, an alias) keeps the types it was built with otherwise.
+    plan.transform_up_with_subqueries(|plan| match plan {
+        LogicalPlan::Union(union) => {
+            let schema =
+                datafusion::optimizer::analyzer::type_coercion::coerce_union_schema(&union.inputs)?;
+            Ok(Transformed::yes(LogicalPlan::Union(
+                datafusion::logical_expr::Union {
+                    inputs: union.inputs,
+                    schema: Arc::new(schema),
+                },
+            )))
         }
+        plan if kept(&plan) && !matches!(plan, LogicalPlan::Limit(_)) => Ok(Transformed::no(plan)),
+        plan => Ok(Transformed::yes(plan.recompute_schema()?)),
     })
     .data()
 }
@@ -442,5 +472,41 @@ mod tests {
             .await;
         let err = err.expect_err("overflows");
         assert!(err.to_string().contains("integer out of range"), "{err}");
+    }
+
+    /// The plan's types are the types of the rows it makes (the Postgres wire describes the
+    /// rows by the plan), through derived tables, unions, grouping sets and `unnest`.
+    #[tokio::test]
+    async fn plan_types_are_the_rows_types() {
+        let ctx = context().await;
+        for (sql, want) in [
+            ("WITH c AS (SELECT 1 AS n) SELECT n FROM c", DataType::Int32),
+            ("SELECT n FROM (SELECT 1 AS n) AS d", DataType::Int32),
+            ("SELECT 1 AS a UNION ALL SELECT 2", DataType::Int32),
+            ("SELECT 1 AS a UNION ALL SELECT 3000000000", DataType::Int64),
+            ("SELECT unnest(ARRAY[1, 2]) AS u", DataType::Int32),
+            (
+                "SELECT a + 1 AS s FROM (VALUES (1), (2)) AS t(a) GROUP BY ROLLUP (a + 1)",
+                DataType::Int64,
+            ),
+            (
+                "SELECT count(*) AS c FROM (VALUES (1)) AS t(a)",
+                DataType::Int64,
+            ),
+        ] {
+            let plan = typed(&ctx, sql).await;
+            assert_eq!(plan.schema().field(0).data_type(), &want, "{sql}");
+            let batches = ctx
+                .execute_logical_plan(plan)
+                .await
+                .expect(sql)
+                .collect()
+                .await
+                .expect(sql);
+            assert_eq!(batches[0].schema().field(0).data_type(), &want, "{sql}");
+        }
+        // count(*) keeps its `count(Int64(1))`, which table statistics answer
+        let plan = typed(&ctx, "SELECT count(*) FROM (VALUES (1)) AS t(a)").await;
+        assert!(format!("{plan}").contains("count(Int64(1))"), "{plan}");
     }
 }

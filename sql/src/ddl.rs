@@ -567,7 +567,9 @@ impl Session {
         };
         if self.holds_writes() {
             let input = self.checked_input(&dml.input)?;
-            let rows = self.hold_insert(table_ref, input).await?;
+            let rows = self
+                .hold_insert(table_ref, dml.target.schema(), input)
+                .await?;
             return Ok(CommandTag::with_rows("INSERT", rows));
         }
         let input = self.checked_input(&dml.input)?;

@@ -806,12 +806,13 @@ impl Session {
             .state()
             .statement_to_plan(statement.clone())
             .await?;
-        let plan = crate::arithmetic::type_integer_literals(plan)?;
-        self.with_held_rows(plan)
+        Ok(crate::arithmetic::type_integer_literals(plan)?)
     }
 
     /// Runs a planned statement. DDL and inserts run now; queries run when their rows are read.
     pub async fn execute(&self, plan: LogicalPlan) -> Result<QueryOutput> {
+        // the rows this block holds as they are now (a prepared plan runs again later)
+        let plan = self.with_held_rows(plan)?;
         match plan {
             LogicalPlan::Ddl(ddl) => self.execute_ddl(ddl).await.map(QueryOutput::Command),
             LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => {

@@ -62,9 +62,10 @@ pub enum Error {
         sqlstate: &'static str,
     },
 
-    /// A `COMMIT` that wrote some of its tables' held inserts but not all.
+    /// A write that cannot be done as asked: a NULL in a column that may not hold one, a
+    /// `COMMIT` that wrote some of its tables' held inserts but not all.
     #[error("{message}")]
-    Commit {
+    Write {
         message: String,
         sqlstate: &'static str,
     },
@@ -136,6 +137,14 @@ impl Error {
             Self::Catalog(_) => "58000",
             Self::Ingest(tarn_ingest::Error::LocationNotEmpty { .. }) => "42P07",
             Self::Ingest(tarn_ingest::Error::NotADeltaTable { .. }) => "58P01",
+            // A NULL in a column that may not hold one, found while writing.
+            Self::Delta { source, .. }
+                if source
+                    .to_string()
+                    .contains("non-nullable but contains null values") =>
+            {
+                "23502"
+            }
             // A value that does not convert to the table's type, found while writing.
             Self::Delta { source, .. } if source.to_string().contains("Cast error") => "22P02",
             Self::Ingest(_) | Self::Delta { .. } => "58000",
@@ -164,7 +173,7 @@ impl Error {
             Self::Parameter(_) => "22023",
             Self::Load { sqlstate, .. }
             | Self::View { sqlstate, .. }
-            | Self::Commit { sqlstate, .. } => sqlstate,
+            | Self::Write { sqlstate, .. } => sqlstate,
         }
     }
 }
@@ -211,6 +220,12 @@ pub fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             }
             arrow::error::ArrowError::ComputeError(m) if m.contains("overflow") => "22003",
             arrow::error::ArrowError::ArithmeticOverflow(_) => "22003",
+            // a NULL inserted into a column that may not hold one
+            arrow::error::ArrowError::InvalidArgumentError(m)
+                if m.contains("non-nullable but contains null values") =>
+            {
+                "23502"
+            }
             _ => "XX000",
         },
         DataFusionError::Execution(msg) if msg.contains("Divide by zero") => "22012",

@@ -3,8 +3,9 @@
 //! into a Delta table computes its rows and keeps them in the session; `COMMIT` writes each table's rows as one
 //! Delta commit, `ROLLBACK` (or the connection's end) drops them, `ROLLBACK TO SAVEPOINT`
 //! drops those held since the savepoint. The block's own queries read the held rows with the
-//! table's (a union with them in the plan), as in Postgres; other sessions see them only
-//! once committed.
+//! table's (a union with them in the plan, made when the plan runs, so that a prepared
+//! statement reads the rows held then), as in Postgres, though not through a view (planned
+//! inside its table provider); other sessions see them only once committed.
 //!
 //! Not held: writes to listing tables (Parquet, CSV and JSON folders, whose files are the
 //! table) and DDL, which commit when they run (the server warns at `ROLLBACK`). Held rows are kept in memory until `COMMIT`. A commit of several tables is
@@ -71,10 +72,10 @@ impl Session {
     }
 
     /// Writes the held inserts, each table's as one Delta commit in the order the tables were
-    /// first written, and holds no more. On an error nothing more is written, and the held
-    /// inserts are dropped.
+    /// first written. On an error nothing more is written, and the held inserts are dropped;
+    /// writes stay held until the block ends ([`Self::end_held_writes`]).
     pub async fn commit_held_writes(&self) -> Result<()> {
-        let inserts = std::mem::take(&mut *self.held()).inserts;
+        let inserts = std::mem::take(&mut self.held().inserts);
         let mut tables: Vec<(TableRef, Vec<RecordBatch>)> = Vec::new();
         for insert in inserts {
             match tables.iter_mut().find(|(t, _)| *t == insert.table) {
@@ -88,7 +89,7 @@ impl Session {
                 if committed.is_empty() {
                     return Err(e);
                 }
-                return Err(Error::Commit {
+                return Err(Error::Write {
                     message: format!(
                         "COMMIT wrote {} but not \"{table}\": {e}",
                         committed.join(", ")
@@ -116,16 +117,30 @@ impl Session {
         Ok(())
     }
 
-    /// Computes the rows `input` would insert into `table` and holds them; how many.
-    pub(crate) async fn hold_insert(&self, table: TableRef, input: LogicalPlan) -> Result<u64> {
+    /// Computes the rows `input` would insert into `table` (whose columns are `schema`) and
+    /// holds them, as `schema` types them; how many. A NULL in a column that may not hold
+    /// one fails here (23502), as in Postgres, not at `COMMIT`.
+    pub(crate) async fn hold_insert(
+        &self,
+        table: TableRef,
+        schema: SchemaRef,
+        input: LogicalPlan,
+    ) -> Result<u64> {
         let batches = self
             .ctx
             .execute_logical_plan(input)
             .await?
             .collect()
             .await?;
+        let batches = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| as_table_rows(&table, b, &schema))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        self.held().inserts.push(HeldInsert { table, batches });
+        if rows > 0 {
+            self.held().inserts.push(HeldInsert { table, batches });
+        }
         Ok(rows)
     }
 
@@ -167,35 +182,53 @@ impl Session {
             .data()?)
     }
 
-    /// The rows held for `table`, as `schema` (the table's) types them.
+    /// The rows held for `table`, as `schema` (the scan's) types them.
     fn held_rows(
         &self,
         table: &TableRef,
         schema: &SchemaRef,
     ) -> datafusion::common::Result<Vec<RecordBatch>> {
         let held = self.held();
-        let mut out = Vec::new();
-        for batch in held
-            .inserts
+        held.inserts
             .iter()
             .filter(|i| i.table == *table)
             .flat_map(|i| &i.batches)
-        {
-            let columns = schema
-                .fields()
-                .iter()
-                .map(|field| {
-                    let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                        datafusion::common::DataFusionError::Plan(format!(
-                            "held rows of \"{table}\" have no column {}",
-                            field.name()
-                        ))
-                    })?;
-                    Ok(datafusion::arrow::compute::cast(column, field.data_type())?)
-                })
-                .collect::<datafusion::common::Result<Vec<_>>>()?;
-            out.push(RecordBatch::try_new(Arc::clone(schema), columns)?);
-        }
-        Ok(out)
+            .map(|batch| as_table_rows(table, batch, schema))
+            .collect()
     }
+}
+
+/// `batch` (rows for `table`) with `schema`'s columns and types; an error where a column is
+/// missing, a value does not convert, or a NULL is in a column that may not hold one.
+fn as_table_rows(
+    table: &TableRef,
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> datafusion::common::Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                datafusion::common::DataFusionError::Plan(format!(
+                    "rows for \"{table}\" have no column {}",
+                    field.name()
+                ))
+            })?;
+            if !field.is_nullable() && column.null_count() > 0 {
+                return Err(datafusion::common::DataFusionError::External(Box::new(
+                    Error::Write {
+                        message: format!(
+                            "null value in column \"{}\" of relation \"{table}\" violates \
+                             not-null constraint",
+                            field.name()
+                        ),
+                        sqlstate: "23502",
+                    },
+                )));
+            }
+            Ok(datafusion::arrow::compute::cast(column, field.data_type())?)
+        })
+        .collect::<datafusion::common::Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }

@@ -84,6 +84,15 @@ impl PgParser {
     pub(crate) fn parse(&self, sql: &str, postgres: bool) -> Result<Vec<Statement>, ParserError> {
         let lower = sql.to_ascii_lowercase();
         let mut statements = self.parse_with_crate_rules(sql, &lower)?;
+        // a view's columns are named as Postgres names a query's (`count`, not `count(*)`),
+        // from the query as written (`x::varchar` is `x`, not the function it becomes)
+        for statement in &mut statements {
+            if let Statement::CreateView(view) = statement
+                && view.columns.is_empty()
+            {
+                name_outputs(&mut view.query);
+            }
+        }
         if lower.contains("generate_subscripts")
             || lower.contains("regtype")
             || lower.contains("_pg_expandarray")
@@ -131,14 +140,6 @@ impl PgParser {
                     ControlFlow::<()>::Continue(())
                 });
                 crate::pg_names::alias_duplicates(statement);
-            }
-        }
-        // a view's columns are named as Postgres names a query's (`count`, not `count(*)`)
-        for statement in &mut statements {
-            if let Statement::CreateView(view) = statement
-                && view.columns.is_empty()
-            {
-                name_outputs(&mut view.query);
             }
         }
         Ok(statements)

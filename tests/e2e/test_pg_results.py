@@ -426,6 +426,63 @@ def test_held_inserts_are_the_blocks_own_until_commit(tarn):
         assert d.execute(f"SELECT count(*) FROM {t}").fetchone() == (4,)
 
 
+def test_held_inserts_edge_cases(tarn):
+    """Inserts whose batches differ (a NULL in one), an insert of no rows, a NOT NULL column
+    (23502 at the INSERT, as in PostgreSQL 15), and a prepared query run before, inside and
+    after the block, which counts the block's rows once and only while they are there."""
+    with tarn.psycopg() as conn:
+        t = _table(conn, "a INT NOT NULL, b TEXT")
+        count = f"SELECT count(*) FROM {t}"
+        assert conn.execute(count, prepare=True).fetchone() == (0,)
+        conn.execute("BEGIN")
+        conn.execute(f"INSERT INTO {t} VALUES (1, 'x')")
+        conn.execute(f"INSERT INTO {t} VALUES (2, NULL)")
+        assert conn.execute(f"INSERT INTO {t} SELECT a, b FROM {t} WHERE false").rowcount == 0
+        assert conn.execute(count, prepare=True).fetchone() == (2,)
+        conn.execute("SAVEPOINT s")
+        with pytest.raises(psycopg.Error) as ei:
+            conn.execute(f"INSERT INTO {t} VALUES (NULL, 'n')")
+        assert ei.value.sqlstate == "23502", str(ei.value)
+        conn.execute("ROLLBACK TO SAVEPOINT s")
+        conn.execute("COMMIT")
+        assert conn.execute(count, prepare=True).fetchone() == (2,)
+        assert conn.execute(f"SELECT a, b FROM {t} ORDER BY a").fetchall() == [
+            (1, "x"), (2, None)]
+        conn.execute("BEGIN")
+        conn.execute(f"INSERT INTO {t} VALUES (3, 'z')")
+        assert conn.execute(count, prepare=True).fetchone() == (3,)
+        conn.execute("ROLLBACK")
+        assert conn.execute(count, prepare=True).fetchone() == (2,)
+        # and without a block, as before
+        with pytest.raises(psycopg.Error) as ei:
+            conn.execute(f"INSERT INTO {t} VALUES (NULL, 'n')")
+        assert ei.value.sqlstate == "23502", str(ei.value)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_literal_types_through_derived_tables_and_unions(tarn_demo, binary):
+    """`integer` literals keep their type through a WITH query, a union and unnest, so the
+    RowDescription describes the rows sent (binary clients read 4 bytes), as in PostgreSQL 15;
+    a union with a bigint is bigint."""
+    with tarn_demo.psycopg() as conn:
+        cur = conn.cursor(binary=binary)
+        for sql, oid, rows in [
+            ("WITH c AS (SELECT 1 AS n) SELECT n FROM c", 23, [(1,)]),
+            ("SELECT n FROM (SELECT 1 AS n) AS d", 23, [(1,)]),
+            ("SELECT a FROM (SELECT 1 AS a UNION ALL SELECT 2) AS u ORDER BY a", 23,
+             [(1,), (2,)]),
+            ("SELECT a FROM (SELECT 1 AS a UNION ALL SELECT 3000000000) AS u ORDER BY a", 20,
+             [(1,), (3000000000,)]),
+            ("SELECT unnest(ARRAY[1, 2]) AS u", 23, [(1,), (2,)]),
+            ("SELECT r_regionkey % 2 AS k, count(*) AS n FROM demo.region "
+             "GROUP BY ROLLUP (r_regionkey % 2) ORDER BY 1 NULLS LAST", 20,
+             [(0, 3), (1, 2), (None, 5)]),
+        ]:
+            cur.execute(sql)
+            assert cur.description[0].type_code == oid, (sql, cur.description)
+            assert cur.fetchall() == rows, sql
+
+
 def test_start_transaction_read_only(tarn):
     with tarn.psycopg() as conn:
         t = _table(conn)

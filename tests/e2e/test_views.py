@@ -220,3 +220,15 @@ def test_a_crawler_leaves_a_view_alone(lake, tmp_path):
         assert len(skipped) == 1 and "is a view" in skipped[0][1], skipped
         assert conn.execute("SELECT * FROM shop.dear ORDER BY id").fetchall() == [(2,), (3,)]
         assert conn.execute("SELECT id FROM shop.other").fetchall() == [(2,)]
+
+
+def test_view_columns_keep_postgres_names_and_types(lake):
+    """A view over `x::varchar(n)` and `json_agg(…)` names its columns `x` and `json_agg` and
+    types them varchar and json, as PostgreSQL 15 does."""
+    with connect(lake) as conn:
+        conn.execute("CREATE VIEW shop.typed AS SELECT name::varchar(3), json_agg(id) "
+                     "FROM shop.items WHERE id = 2 GROUP BY name")
+        cur = conn.execute("SELECT * FROM shop.typed")
+        assert [(d.name, d.type_code) for d in cur.description] == [
+            ("name", 1043), ("json_agg", 114)]
+        assert cur.fetchall() == [("boo", [2])]
