@@ -216,9 +216,9 @@ impl ScalarUDFImpl for CheckedArithmetic {
 
 /// `plan` with its integer literals that fit 32 bits typed `integer` (Postgres's `int4`), as
 /// Postgres and Athena type them; DataFusion types every one `bigint`, so `ARRAY[1, 2]` was
-/// `int8[]` where Postgres says `int4[]`. Every plan tarn makes from SQL goes through here,
-/// before DataFusion's type coercion, which then widens where the other side is wider
-/// (`bigint_column + 1` is `bigint`). The expressions keep the names the plan gave them.
+/// `int8[]` where Postgres says `int4[]`. Every plan tarn makes from SQL goes through here
+/// (`engine::plan_statement`), before DataFusion's type coercion, which then widens where the
+/// other side is wider (`bigint_column + 1` is `bigint`). The expressions keep the names the plan gave them.
 /// `2147483647 + 1` then fails as in Postgres (`integer out of range`), where checked
 /// arithmetic ([`CheckedIntegers`]) makes such sums fail rather than wrap.
 pub(crate) fn type_integer_literals(plan: LogicalPlan) -> datafusion::common::Result<LogicalPlan> {

@@ -191,6 +191,16 @@ impl QueryEngine {
     }
 }
 
+/// `statement` planned in `state`, as tarn plans every statement of SQL (a session's, a
+/// view's): DataFusion's plan, with integer literals typed as Postgres types them.
+pub(crate) async fn plan_statement(
+    state: &SessionState,
+    statement: DfStatement,
+) -> datafusion::common::Result<LogicalPlan> {
+    let plan = state.statement_to_plan(statement).await?;
+    crate::arithmetic::type_integer_literals(plan)
+}
+
 /// The state every session starts from: settings, functions, the `tarn` catalog and
 /// `pg_catalog`. Sessions copy it; what they change (settings, functions) is their own, and
 /// the catalog list they share is never changed after this.
@@ -801,12 +811,7 @@ impl Session {
                 )
                 .await;
         }
-        let plan = self
-            .ctx
-            .state()
-            .statement_to_plan(statement.clone())
-            .await?;
-        Ok(crate::arithmetic::type_integer_literals(plan)?)
+        Ok(plan_statement(&self.ctx.state(), statement.clone()).await?)
     }
 
     /// Runs a planned statement. DDL and inserts run now; queries run when their rows are read.

@@ -311,8 +311,7 @@ impl VisitorMut for ExpressionRewrites {
             .or_else(|| interval_literal(expr))
             .or_else(|| domain_base_type(expr))
             .or_else(|| bytea_literal(expr))
-            .or_else(|| self.postgres.then(|| varchar_cast(expr)).flatten())
-            .or_else(|| self.postgres.then(|| json_cast(expr)).flatten())
+            .or_else(|| self.postgres.then(|| marked_cast(expr)).flatten())
             .or_else(|| json_agg(expr))
         {
             *expr = rewritten;
@@ -724,46 +723,37 @@ fn bytea_literal(expr: &Expr) -> Option<Expr> {
     parse_expr(&format!("decode('{hex}', 'hex')"))
 }
 
-/// `CAST(x AS varchar[(n)])` (`x::varchar`, `character varying`) as
-/// `tarn_varchar(CAST(x AS text)[, n])`, whose result says it is a `varchar` (of length `n`):
-/// Arrow has one string type, so the RowDescription said `text` (pgjdbc's
-/// `getColumnTypeName`). Longer values are cut to `n` characters, as Postgres's cast does.
-fn varchar_cast(expr: &Expr) -> Option<Expr> {
+/// A cast to a Postgres type Arrow has no type for, as the function that marks its result
+/// so for the RowDescription (see `pg_functions`):
+/// - `CAST(x AS varchar[(n)])` (`x::varchar`, `character varying`) as
+///   `tarn_varchar(CAST(x AS text)[, n])`: the RowDescription said `text` (pgjdbc's
+///   `getColumnTypeName`). Longer values are cut to `n` characters, as Postgres's cast does.
+/// - `CAST(x AS json)` (`'[]'::json`) as `tarn_json(CAST(x AS text))`: text that must be
+///   JSON (Metabase's routine sync).
+fn marked_cast(expr: &Expr) -> Option<Expr> {
     let Expr::Cast {
         kind: CastKind::Cast | CastKind::DoubleColon,
         expr: inner,
-        data_type:
-            SqlDataType::Varchar(length)
-            | SqlDataType::CharacterVarying(length)
-            | SqlDataType::CharVarying(length),
+        data_type,
         array: false,
         format: None,
     } = expr
     else {
         return None;
+    };
+    let (function, length) = match data_type {
+        SqlDataType::Varchar(length)
+        | SqlDataType::CharacterVarying(length)
+        | SqlDataType::CharVarying(length) => ("tarn_varchar", length.as_ref()),
+        SqlDataType::JSON => ("tarn_json", None),
+        _ => return None,
     };
     let length = match length {
         None => String::new(),
         Some(CharacterLength::IntegerLength { length, .. }) => format!(", {length}"),
         Some(CharacterLength::Max) => return None,
     };
-    parse_expr(&format!("tarn_varchar(CAST({inner} AS text){length})"))
-}
-
-/// `CAST(x AS json)` (`'[]'::json`) as `tarn_json(CAST(x AS text))`: text that must be JSON,
-/// marked `json` for the RowDescription (Metabase's routine sync).
-fn json_cast(expr: &Expr) -> Option<Expr> {
-    let Expr::Cast {
-        kind: CastKind::Cast | CastKind::DoubleColon,
-        expr: inner,
-        data_type: SqlDataType::JSON,
-        array: false,
-        format: None,
-    } = expr
-    else {
-        return None;
-    };
-    parse_expr(&format!("tarn_json(CAST({inner} AS text))"))
+    parse_expr(&format!("{function}(CAST({inner} AS text){length})"))
 }
 
 /// `json_agg(x [ORDER BY …]) [FILTER (…)]` as `tarn_json_array(array_agg(tarn_to_json(x)

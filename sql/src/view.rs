@@ -80,14 +80,11 @@ impl Session {
             .ok_or_else(|| Error::not_supported("a view without its SQL"))?;
         let query = view_query(definition)?;
         // The query's own column names, which reads match the view's columns by.
-        let own = self
-            .ctx
-            .state()
-            .statement_to_plan(DfStatement::Statement(Box::new(SqlStatement::Query(
-                Box::new(query.clone()),
-            ))))
-            .await?;
-        let own = crate::arithmetic::type_integer_literals(own)?;
+        let own = crate::engine::plan_statement(
+            &self.ctx.state(),
+            DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(query.clone())))),
+        )
+        .await?;
         self.check_not_recursive(&name, &own).await?;
         let own_names: Vec<String> = own
             .schema()
@@ -255,10 +252,7 @@ impl LakeViewProvider {
         for (key, value) in &view.settings {
             options.set(key, value)?;
         }
-        let plan = state
-            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-            .await?;
-        crate::arithmetic::type_integer_literals(plan)
+        crate::engine::plan_statement(&state, DfStatement::Statement(Box::new(statement))).await
     }
 
     /// The view's query, planned in `state` and given the view's columns.
